@@ -1,0 +1,1 @@
+"""Optical flow for every frame pair within a window: estimation, storage, consistency masks."""

@@ -1,0 +1,50 @@
+"""Sampling per-pixel arrays at continuous points (numpy, CPU).
+
+Points follow the project convention (docs/formats.md): pixel (r, c) has its centre at
+(c + 0.5, r + 0.5), so the array index coordinate of point (x, y) is (x - 0.5, y - 0.5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bilinear(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Sample ``arr`` [H, W, C] (or [H, W]) at points ``xy`` [N, 2] -> [N, C] (or [N]) float32.
+
+    Only the 4 neighbours of each point are read, so ``arr`` may be a memory map of any dtype.
+
+    Points outside the image are clamped to the border pixels (replicate padding).
+    """
+    h, w = arr.shape[:2]
+    x = np.clip(np.asarray(xy[:, 0], np.float64) - 0.5, 0, w - 1)
+    y = np.clip(np.asarray(xy[:, 1], np.float64) - 0.5, 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2 if h > 1 else 0)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    fx = (x - x0).astype(np.float32)
+    fy = (y - y0).astype(np.float32)
+    if arr.ndim == 3:
+        fx, fy = fx[:, None], fy[:, None]
+    def at(r, c):
+        return arr[r, c].astype(np.float32)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def nearest(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Value of the pixel containing each point of ``xy`` [N, 2] (clamped to the image)."""
+    h, w = arr.shape[:2]
+    c = np.clip(np.floor(xy[:, 0]).astype(np.int64), 0, w - 1)
+    r = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, h - 1)
+    return arr[r, c]
+
+
+def pixel_centres(height: int, width: int) -> np.ndarray:
+    """float32 [H, W, 2]: the (x, y) centre of every pixel."""
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.float32) + 0.5,
+                         np.arange(width, dtype=np.float32) + 0.5, indexing="ij")
+    return np.stack([xs, ys], axis=-1)

@@ -1,0 +1,120 @@
+"""Atomic writes and validated reads of the pipeline's files.
+
+Every file a stage produces is first written under a temporary name in the same directory
+and renamed into place, so a killed job never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from omnitrack.errors import CacheError
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
+
+    Works for files and directories. On failure the temporary is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        if path.is_dir() and tmp.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise CacheError(path, "file is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CacheError(path, f"is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def save_npz(path: str | Path, compress: bool = False, **arrays) -> None:
+    """Write ``arrays`` to ``path`` (an .npz) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def load_npz(path: str | Path, spec: dict[str, tuple[int | None, str | None]]) -> dict[str, np.ndarray]:
+    """Read the arrays named in ``spec`` from an .npz written by a stage, validating each.
+
+    spec maps a key to (ndim, dtype kind): kind is a numpy ``dtype.kind`` string of accepted
+    kinds (e.g. "f", "u", "b", "iu"), or None for any. A missing, truncated or mismatched
+    file raises :class:`CacheError` naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CacheError(path, "file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {}
+            for key, (ndim, kinds) in spec.items():
+                if key not in z.files:
+                    raise CacheError(path, f"has no array '{key}' (found {sorted(z.files)})")
+                a = z[key]
+                if ndim is not None and a.ndim != ndim:
+                    raise CacheError(path, f"array '{key}' has {a.ndim} dimensions {a.shape}, expected {ndim}")
+                if kinds is not None and a.dtype.kind not in kinds:
+                    raise CacheError(path, f"array '{key}' has dtype {a.dtype}, expected kind '{kinds}'")
+                out[key] = a
+            return out
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        if isinstance(e, CacheError):
+            raise
+        raise CacheError(path, f"is truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def open_npy(path: str | Path, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Memory-map an .npy written by a stage, checking its shape and dtype against its metadata."""
+    path = Path(path)
+    if not path.exists():
+        raise CacheError(path, "file is missing")
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise CacheError(path, f"is truncated or corrupt ({e})") from None
+    if tuple(a.shape) != tuple(shape) or a.dtype != np.dtype(dtype):
+        raise CacheError(path, f"holds {a.dtype} {tuple(a.shape)}, its metadata says {np.dtype(dtype)} {tuple(shape)}")
+    return a

@@ -1,0 +1,47 @@
+"""Query points of a video, the same for every tracker and for evaluation.
+
+Benchmark videos (synthetic, tapvid) are queried as TAP-Vid does (modes ``first`` and ``strided``,
+:func:`omnitrack.data.tapvid.sample_queries`); user videos (mode ``grid``) on a regular grid of one frame.
+All coordinates are working-resolution pixels (docs/formats.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from omnitrack.errors import InputError
+from omnitrack.io import load_npz
+
+
+def load_ground_truth(source_path: str | Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> tracks float32 [N, T, 2] (x, y) in working pixels, occluded bool [N, T]."""
+    z = load_npz(source_path, {"points": (3, "f"), "occluded": (2, "b")})
+    return z["points"] * np.array([width, height], np.float32), z["occluded"]
+
+
+def benchmark_queries(source_path: str | Path, mode: str, width: int, height: int):
+    """-> query_points float32 [Q, 3] (t, y, x), gt_tracks [Q, T, 2], gt_occluded [Q, T] for ``mode``."""
+    from omnitrack.data.tapvid import sample_queries
+
+    tracks, occluded = load_ground_truth(source_path, width, height)
+    return sample_queries(tracks, occluded, mode)
+
+
+def grid_queries(num_frames: int, width: int, height: int, frame: int, spacing: int) -> np.ndarray:
+    """Pixel centres of a regular grid on ``frame`` -> float32 [Q, 3] (t, y, x)."""
+    if not 0 <= frame < num_frames:
+        raise InputError("config.yaml", f"grid.frame {frame} is outside the video's {num_frames} frames")
+    ys = np.arange(spacing / 2, height, spacing, dtype=np.float32)
+    xs = np.arange(spacing / 2, width, spacing, dtype=np.float32)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([np.full(yy.size, frame, np.float32), yy.ravel(), xx.ravel()], axis=1)
+
+
+def video_queries(manifest: dict, video: str, mode: str, num_frames: int, width: int, height: int,
+                  grid: dict) -> np.ndarray:
+    """The query points of one video in one mode -> float32 [Q, 3] (t, y, x)."""
+    if mode == "grid":
+        return grid_queries(num_frames, width, height, grid["frame"], grid["spacing"])
+    return benchmark_queries(manifest["sources"][video], mode, width, height)[0]

@@ -1,0 +1,1 @@
+"""Trackers that need no optimisation: the flow-chaining baseline."""

@@ -1,0 +1,79 @@
+# Helpers shared by the rule files: dataset manifests, per-stage params and resources.
+# Cheap at parse time: nothing here imports torch or reads video data.
+import json
+from omnitrack.versions import STAGE_VERSIONS
+
+DATASETS = config["datasets"]
+GT_KINDS = ("synthetic", "tapvid")
+
+
+wildcard_constraints:
+    dataset="|".join(sorted(DATASETS)),
+    video=r"[^/.]+",
+    method="chain|nvp",
+    mode="first|strided|grid",
+    purpose="filter|match",
+
+
+def version(stage):
+    return STAGE_VERSIONS[stage]
+
+
+def manifest(dataset):
+    """The dataset's manifest (written by the prepare_dataset checkpoint)."""
+    path = checkpoints.prepare_dataset.get(dataset=dataset).output.manifest
+    with open(path) as f:
+        return json.load(f)
+
+
+def videos_of(dataset):
+    return manifest(dataset)["videos"]
+
+
+def modes_of(dataset):
+    return config["query_modes"] if DATASETS[dataset]["kind"] in GT_KINDS else ["grid"]
+
+
+def mem_for(base, per_input_mb):
+    """mem_mb that grows with the job's input size and doubles on each retry."""
+    return lambda wildcards, input, attempt: int((base + per_input_mb * input.size_mb) * attempt)
+
+
+def runtime_for(base, per_input_mb):
+    """runtime in minutes that grows with the job's input size and with each retry."""
+    return lambda wildcards, input, attempt: int((base + per_input_mb * input.size_mb) * attempt)
+
+
+def filter_features(wildcards):
+    if config["features"]["filter"]["method"] == "none":
+        return []
+    return f"results/{wildcards.dataset}/features/{wildcards.video}.filter.npz"
+
+
+def stage_benchmarks(dataset, video, method, mode):
+    """Benchmark files of every stage that produced one video's prediction, by stage name."""
+    b = f"benchmarks/{dataset}"
+    files = {
+        "frames": f"{b}/frames/{video}.tsv",
+        "flow": f"{b}/flow/{video}.tsv",
+        "masks": f"{b}/masks/{video}.tsv",
+        "features": f"{b}/features/{video}.match.tsv",
+        "matches": f"{b}/matches/{video}.tsv",
+    }
+    if config["features"]["filter"]["method"] != "none":
+        files["features_filter"] = f"{b}/features/{video}.filter.tsv"
+    if method == "nvp":
+        files["optimise"] = f"{b}/optimise/{video}.tsv"
+    files[f"track_{method}"] = f"{b}/track_{method}/{video}.{mode}.tsv"
+    return files
+
+
+def summary_settings(wildcards):
+    """Columns that say how every row was produced."""
+    feats = config["features"]
+    return {
+        "flow": config["flow"]["method"],
+        "window": config["flow"]["window"],
+        "filter_features": feats["filter"]["method"],
+        "match_features": feats["match"]["method"],
+    }

@@ -1,0 +1,45 @@
+# Dense descriptors per frame (for the appearance check and for long-term matches), then matches.
+
+
+rule features:
+    input:
+        "results/{dataset}/frames/{video}.npz",
+    output:
+        "results/{dataset}/features/{video}.{purpose}.npz",
+    params:
+        spec=lambda wc: config["features"][wc.purpose],
+        cell=config["features"]["cell"],
+        device=config["device"],
+        version=version("features"),
+    log:
+        "logs/{dataset}/features/{video}.{purpose}.log",
+    benchmark:
+        "benchmarks/{dataset}/features/{video}.{purpose}.tsv"
+    threads: 2
+    resources:
+        gpu=lambda wc: int(config["features"][wc.purpose]["method"] in ("dino", "dinov2")),
+        mem_mb=mem_for(2000, 4),
+        runtime=runtime_for(20, 1),
+    script:
+        "../workflow_scripts/features.py"
+
+
+rule matches:
+    input:
+        frames="results/{dataset}/frames/{video}.npz",
+        features="results/{dataset}/features/{video}.match.npz",
+    output:
+        "results/{dataset}/matches/{video}.npz",
+    params:
+        matches=config["matches"],
+        version=version("matches"),
+    log:
+        "logs/{dataset}/matches/{video}.log",
+    benchmark:
+        "benchmarks/{dataset}/matches/{video}.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_for(2000, 4),
+        runtime=runtime_for(20, 1),
+    script:
+        "../workflow_scripts/matches.py"

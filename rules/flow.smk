@@ -1,0 +1,45 @@
+# Optical flow for every pair of the window, then consistency masks, chaining and count maps.
+
+
+rule flow:
+    input:
+        "results/{dataset}/frames/{video}.npz",
+    output:
+        directory("results/{dataset}/flow/{video}"),
+    params:
+        flow=config["flow"],
+        device=config["device"],
+        version=version("flow"),
+    log:
+        "logs/{dataset}/flow/{video}.log",
+    benchmark:
+        "benchmarks/{dataset}/flow/{video}.tsv"
+    threads: 4
+    resources:
+        gpu=1 if config["flow"]["method"] == "raft" else 0,
+        mem_mb=mem_for(2000, 8),
+        runtime=runtime_for(30, 2),
+    script:
+        "../workflow_scripts/flow.py"
+
+
+rule masks:
+    input:
+        frames="results/{dataset}/frames/{video}.npz",
+        flow="results/{dataset}/flow/{video}",
+        features=filter_features,
+    output:
+        directory("results/{dataset}/masks/{video}"),
+    params:
+        masks=config["masks"],
+        version=version("masks"),
+    log:
+        "logs/{dataset}/masks/{video}.log",
+    benchmark:
+        "benchmarks/{dataset}/masks/{video}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_for(2000, 8),
+        runtime=runtime_for(20, 1),
+    script:
+        "../workflow_scripts/masks.py"

@@ -1,0 +1,5 @@
+from omnitrack.evaluation.summary import combine, write_csv
+from omnitrack.logs import stage_log
+
+with stage_log(snakemake.log[0], "summarise"):
+    write_csv(combine(snakemake.input), snakemake.output[0])
