@@ -28,4 +28,4 @@ rule all:
     default_target: True
     input:
         "results/summary.csv",
-        expand("results/{dataset}/summary.csv", dataset=sorted(config["datasets"])),
+        expand("results/{dataset}/summary.csv", dataset=sorted(DATASETS)),

@@ -10,6 +10,8 @@ import traceback
 from pathlib import Path
 from typing import Iterator
 
+from omnitrack.faults import fail_once
+
 
 @contextlib.contextmanager
 def stage_log(path: str | Path | None, stage: str) -> Iterator[logging.Logger]:
@@ -35,6 +37,7 @@ def stage_log(path: str | Path | None, stage: str) -> Iterator[logging.Logger]:
         log.info("%s: start", stage)
         try:
             with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                fail_once(stage)
                 yield log
         except BaseException as e:
             log.error("%s failed: %s\n%s", stage, e, traceback.format_exc())

@@ -53,13 +53,13 @@ def prepare_dataset(name: str, spec: dict, input_path: str | Path, manifest_path
 
 def make_frames(manifest_path: str | Path, video: str, out_path: str | Path, spec: dict) -> None:
     """Decode or load one video and resize it to the dataset's working resolution."""
-    from omnitrack.data.videos import read_video, resize_frames, working_size
+    from omnitrack.data.videos import plan_working_size, read_video, resize_frames
 
     manifest = read_json(manifest_path)
     source = manifest["sources"][video]
     if manifest["kind"] == "videos":
         frames, fps = read_video(source, max_frames=spec.get("max_frames"))
-        width, height = working_size(frames.shape[2], frames.shape[1], spec["max_side"])
+        width, height = plan_working_size(source, frames.shape[2], frames.shape[1], spec["max_side"])
     else:
         frames, fps = load_npz(source, {"video": (4, "u")})["video"], None
         width, height = spec.get("size") or (frames.shape[2], frames.shape[1])
@@ -96,7 +96,10 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
     from omnitrack.flow.store import FlowStore
 
     frames, _ = load_frames(frames_path)
-    features = load_features(features_path) if features_path else None
+    features = None
+    if features_path:
+        desc, cell, _ = load_features(features_path)
+        features = {"descriptors": desc, "cell": cell}
     compute_masks(frames, FlowStore(flow_dir), out_dir, features=features, cycle_th=cfg["cycle_th"],
                   appearance_th=cfg["appearance_th"], chain=cfg["chain"])
 

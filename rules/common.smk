@@ -1,9 +1,18 @@
-# Helpers shared by the rule files: dataset manifests, per-stage params and resources.
+# Helpers shared by rules/*.smk: dataset manifests, input functions, per-stage params and resources.
 # Cheap at parse time: nothing here imports torch or reads video data.
 import json
 from omnitrack.versions import STAGE_VERSIONS
 
-DATASETS = config["datasets"]
+def selected_datasets():
+    """The datasets to run: `run_datasets` if set (a --configfile can narrow config.yaml's set), else all."""
+    names = config.get("run_datasets") or sorted(config["datasets"])
+    unknown = sorted(set(names) - set(config["datasets"]))
+    if unknown:
+        raise ValueError(f"run_datasets names {unknown}, which are not in datasets: {sorted(config['datasets'])}")
+    return {name: config["datasets"][name] for name in names}
+
+
+DATASETS = selected_datasets()
 GT_KINDS = ("synthetic", "tapvid")
 
 
@@ -77,3 +86,49 @@ def summary_settings(wildcards):
         "filter_features": feats["filter"]["method"],
         "match_features": feats["match"]["method"],
     }
+
+
+def prepare_input(wildcards):
+    spec = DATASETS[wildcards.dataset]
+    if spec["kind"] == "synthetic":
+        return f"results/{wildcards.dataset}/synthetic.pkl"
+    return spec["path"]
+
+
+def frames_input(wildcards):
+    m = manifest(wildcards.dataset)
+    source = m["sources"][wildcards.video]
+    if m["kind"] == "videos":
+        return {"manifest": f"results/{wildcards.dataset}/manifest.json", "video": source}
+    return {"manifest": f"results/{wildcards.dataset}/manifest.json"}
+
+
+def dataset_rows(wildcards):
+    """One entry per (video, method, mode): its metrics (if any), prediction and stage benchmarks."""
+    ds = wildcards.dataset
+    has_gt = DATASETS[ds]["kind"] in GT_KINDS
+    rows = []
+    for video in videos_of(ds):
+        for method in config["methods"]:
+            for mode in modes_of(ds):
+                rows.append(
+                    {
+                        "video": video,
+                        "method": method,
+                        "mode": mode,
+                        "prediction": f"results/{ds}/predictions/{method}/{video}.{mode}.npz",
+                        "metrics": f"results/{ds}/metrics/{method}/{video}.{mode}.json" if has_gt else None,
+                        "benchmarks": stage_benchmarks(ds, video, method, mode),
+                    }
+                )
+    return rows
+
+
+def dataset_summary_input(wildcards):
+    files = []
+    for row in dataset_rows(wildcards):
+        files.append(row["prediction"])
+        if row["metrics"]:
+            files.append(row["metrics"])
+        files.extend(row["benchmarks"].values())
+    return files

@@ -15,15 +15,10 @@ rule render_synthetic:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/render_synthetic.py"
-
-
-def prepare_input(wildcards):
-    spec = DATASETS[wildcards.dataset]
-    if spec["kind"] == "synthetic":
-        return f"results/{wildcards.dataset}/synthetic.pkl"
-    return spec["path"]
 
 
 checkpoint prepare_dataset:
@@ -44,19 +39,15 @@ checkpoint prepare_dataset:
     resources:
         mem_mb=mem_for(1000, 3),
         runtime=30,
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/prepare_dataset.py"
 
 
-def frames_input(wildcards):
-    m = manifest(wildcards.dataset)
-    source = m["sources"][wildcards.video]
-    if m["kind"] == "videos":
-        return {"manifest": f"results/{wildcards.dataset}/manifest.json", "video": source}
-    return {"manifest": f"results/{wildcards.dataset}/manifest.json"}
-
-
 rule frames:
+    group:
+        "video"
     input:
         unpack(frames_input),
     output:
@@ -72,5 +63,7 @@ rule frames:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/frames.py"

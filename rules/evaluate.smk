@@ -18,39 +18,10 @@ rule evaluate:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/evaluate.py"
-
-
-def dataset_rows(wildcards):
-    """One entry per (video, method, mode): its metrics (if any), prediction and stage benchmarks."""
-    ds = wildcards.dataset
-    has_gt = DATASETS[ds]["kind"] in GT_KINDS
-    rows = []
-    for video in videos_of(ds):
-        for method in config["methods"]:
-            for mode in modes_of(ds):
-                rows.append(
-                    {
-                        "video": video,
-                        "method": method,
-                        "mode": mode,
-                        "prediction": f"results/{ds}/predictions/{method}/{video}.{mode}.npz",
-                        "metrics": f"results/{ds}/metrics/{method}/{video}.{mode}.json" if has_gt else None,
-                        "benchmarks": stage_benchmarks(ds, video, method, mode),
-                    }
-                )
-    return rows
-
-
-def dataset_summary_input(wildcards):
-    files = []
-    for row in dataset_rows(wildcards):
-        files.append(row["prediction"])
-        if row["metrics"]:
-            files.append(row["metrics"])
-        files.extend(row["benchmarks"].values())
-    return files
 
 
 rule summarise_dataset:
@@ -70,6 +41,8 @@ rule summarise_dataset:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/summarise_dataset.py"
 
@@ -90,5 +63,7 @@ rule summarise:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/summarise.py"

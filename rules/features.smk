@@ -2,6 +2,8 @@
 
 
 rule features:
+    group:
+        "video"
     input:
         "results/{dataset}/frames/{video}.npz",
     output:
@@ -20,11 +22,15 @@ rule features:
         gpu=lambda wc: int(config["features"][wc.purpose]["method"] in ("dino", "dinov2")),
         mem_mb=mem_for(2000, 4),
         runtime=runtime_for(20, 1),
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/features.py"
 
 
 rule matches:
+    group:
+        "video"
     input:
         frames="results/{dataset}/frames/{video}.npz",
         features="results/{dataset}/features/{video}.match.npz",
@@ -41,5 +47,7 @@ rule matches:
     resources:
         mem_mb=mem_for(2000, 4),
         runtime=runtime_for(20, 1),
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/matches.py"

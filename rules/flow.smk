@@ -2,6 +2,8 @@
 
 
 rule flow:
+    group:
+        "video"
     input:
         "results/{dataset}/frames/{video}.npz",
     output:
@@ -19,11 +21,15 @@ rule flow:
         gpu=1 if config["flow"]["method"] == "raft" else 0,
         mem_mb=mem_for(2000, 8),
         runtime=runtime_for(30, 2),
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/flow.py"
 
 
 rule masks:
+    group:
+        "video"
     input:
         frames="results/{dataset}/frames/{video}.npz",
         flow="results/{dataset}/flow/{video}",
@@ -41,5 +47,7 @@ rule masks:
     resources:
         mem_mb=mem_for(2000, 8),
         runtime=runtime_for(20, 1),
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/masks.py"

@@ -3,6 +3,8 @@
 
 
 rule track_chain:
+    group:
+        "video"
     input:
         frames="results/{dataset}/frames/{video}.npz",
         masks="results/{dataset}/masks/{video}",
@@ -22,5 +24,7 @@ rule track_chain:
     resources:
         mem_mb=mem_for(1000, 4),
         runtime=runtime_for(10, 1),
+    conda:
+        "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/track_chain.py"

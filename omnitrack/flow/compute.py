@@ -1,0 +1,75 @@
+"""The flow stage: flow of every ordered pair within a window, written to a flow store."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from omnitrack.errors import InputError
+from omnitrack.flow.store import FlowWriter, window_pairs
+
+RAFT_DEFAULTS = {"weights": None, "small": False, "iters": 20, "batch_size": 8}
+
+
+def resolve_device(device: str = "auto") -> str:
+    """"auto" -> "cuda" when available, else "cpu"; anything else is returned unchanged."""
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def compute_flows(frames: np.ndarray, out_dir: str | Path, method: str, window: int,
+                  raft: dict | None = None, device: str = "auto", progress: bool = True) -> None:
+    """Write the flow of every pair (i, j), 0 < |i - j| <= window, to the store ``out_dir``.
+
+    frames: uint8 [T, H, W, 3]. method: "dis" or "raft". raft: {"weights": path or "torchvision",
+    "small": bool, "iters": int, "batch_size": int} (defaults in RAFT_DEFAULTS). A window larger
+    than T - 1 is clipped (with a warning). The store's meta records method, window and, for RAFT,
+    weights, small and iters.
+    """
+    from tqdm import tqdm
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if t < 2:
+        raise ValueError(f"need at least 2 frames for optical flow, got {t}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if window > t - 1:
+        warnings.warn(f"flow window {window} exceeds the {t} frames of the video; using {t - 1}", stacklevel=2)
+        window = t - 1
+    pairs = window_pairs(t, window)
+    meta = {"method": method, "window": window}
+    if method == "dis":
+        from omnitrack.flow.dis import dis_pair_flows
+        meta["preset"] = "medium"
+        flows = dis_pair_flows(frames, pairs, preset="medium")
+    elif method == "raft":
+        flows, raft_meta = _raft_flows(frames, pairs, {**RAFT_DEFAULTS, **(raft or {})}, resolve_device(device))
+        meta.update(raft_meta)
+    else:
+        raise ValueError(f"flow method must be 'dis' or 'raft', got {method!r}")
+    with FlowWriter(out_dir, pairs, t, h, w, meta=meta) as writer:
+        for k, flow in tqdm(flows, total=len(pairs), desc=f"flow {Path(out_dir).name}", unit="pair",
+                            file=sys.stderr, disable=not progress):
+            writer.put(k, flow)
+
+
+def _raft_flows(frames, pairs, cfg: dict, device: str):
+    import torch
+    from omnitrack.flow.raft import load_raft, raft_pair_flows
+
+    if cfg["weights"] is None:
+        raise InputError("config: flow.raft.weights", "RAFT needs a checkpoint",
+                         "set it to the path of raft-sintel.pth / raft-things.pth or to 'torchvision'")
+    weights = cfg["weights"] if str(cfg["weights"]) == "torchvision" else Path(cfg["weights"]).resolve()
+    model = load_raft(weights, small=bool(cfg["small"]), device=device)
+    flows = raft_pair_flows(model, frames, pairs, iters=int(cfg["iters"]),
+                            batch_size=int(cfg["batch_size"]), device=torch.device(device))
+    return flows, {"weights": str(weights), "small": bool(cfg["small"]), "iters": int(cfg["iters"])}

@@ -1,0 +1,227 @@
+"""Reliability masks of the pairwise flows, chaining, and per-frame count maps (upstream §2.3-2.4).
+
+For every pair (i, j) of a flow store, with f = flow i->j and b = flow j->i, at pixel x of frame i:
+
+- cycle-consistent: ||f(x) + b(x + f(x))|| < cycle_th, and for |i - j| >= 3 (with features) the
+  cosine of the bilinearly upsampled descriptors of x in frame i and x + f(x) in frame j
+  > appearance_th;
+- occluded but reliable (|i - j| < 3 only): the first cycle fails by more than 1.5 cycle_th, the
+  second one, from x' = x + f(x) + b(x + f(x)), passes: ||x' + f(x') - (x + f(x))|| < cycle_th, and
+  x + f(x) lies inside frame j (x is hidden in frame j behind something that moves consistently).
+
+Chaining (``chain=True``) densifies long pairs: along each sweep i -> i±1 -> i±2 ..., flows of
+consecutive frames are composed; a composed correspondence stays reliable while every step lands
+on a cycle-consistent pixel (all four bilinear neighbours), inside the image, with descriptor cosine
+> chain_appearance_th (when features are given) and RGB distance < chain_rgb_th (RGB in [0, 1]) to
+frame i. Where the direct flow is cycle-consistent or occluded-but-reliable, it replaces the
+composed flow; the chained reliable mask is forced True where the direct cycle mask is True and
+False where the direct occlusion mask is True.
+
+Output directory (atomic): a flow store (flow.npy, meta.json: the chained flow when chaining) plus
+``mask.npy`` uint8 [P, H, W] (1: cycle-consistent / reliable, 2: occluded but reliable, 0: neither)
+and ``counts.npy`` uint16 [T, H, W] (number of pairs (t, j) with a non-zero mask at each pixel of t).
+
+Memory: one source frame at a time; flows are read from the memory-mapped store.
+Pixel convention (docs/formats.md): the flow at array index (r, c) moves point (c + 0.5, r + 0.5),
+so the target's array index coordinate is (c + dx, r + dy), which is what cv2.remap takes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from omnitrack.errors import CacheError
+from omnitrack.flow.store import SCALE, FlowStore, encode
+from omnitrack.io import atomic_path, open_npy, write_json
+
+RELIABLE, OCCLUDED = 1, 2
+APPEARANCE_MIN_GAP = 3
+_STORE_KEYS = ("num_frames", "height", "width", "pairs", "scale")
+
+
+def _remap(arr: np.ndarray, map_xy: np.ndarray, outside: float | None = None) -> np.ndarray:
+    """Bilinear sample of ``arr`` [H, W(, C)] at array-index coordinates ``map_xy`` [H, W, 2].
+
+    outside=None replicates the border; a number is used for samples off the image.
+    """
+    import cv2
+    border = cv2.BORDER_REPLICATE if outside is None else cv2.BORDER_CONSTANT
+    mx, my = (np.ascontiguousarray(map_xy[..., c], np.float32) for c in (0, 1))
+    return cv2.remap(np.ascontiguousarray(arr, np.float32), mx, my, cv2.INTER_LINEAR,
+                     borderMode=border, borderValue=0.0 if outside is None else float(outside))
+
+
+def _inside(map_xy: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Is the point at array-index coordinate map_xy inside the image (pixel coords [0, W) x [0, H))?"""
+    x, y = map_xy[..., 0] + 0.5, map_xy[..., 1] + 0.5
+    return (x >= 0) & (x < w) & (y >= 0) & (y < h)
+
+
+class _Features:
+    """Descriptor cosine between points of two frames (bilinear in the descriptor grid)."""
+
+    def __init__(self, features: dict, num_frames: int):
+        desc = features["descriptors"]
+        cell = np.asarray(features["cell"], np.float64).reshape(-1)
+        if desc.ndim != 4 or desc.shape[0] != num_frames or cell.shape != (2,):
+            raise ValueError(f"features must hold descriptors [T={num_frames}, h, w, C] and cell [2], "
+                             f"got {desc.shape} and {cell.shape}")
+        self.desc, self.cell = desc, cell
+        self._frames: dict[int, object] = {}
+
+    def _frame(self, t: int):
+        import torch
+        if t not in self._frames:
+            if len(self._frames) > 64:
+                self._frames.clear()
+            self._frames[t] = torch.from_numpy(np.asarray(self.desc[t], np.float32)).permute(2, 0, 1)[None]
+        return self._frames[t]
+
+    def _sample(self, t: int, xy: np.ndarray):
+        """Descriptors of frame t at pixel points xy [N, 2] -> [N, C] (border replicated)."""
+        import torch
+        import torch.nn.functional as F
+        _, _, h, w = self._frame(t).shape
+        g = torch.from_numpy(2 * xy / (np.array([w, h]) * self.cell) - 1).float()[None, None]
+        return F.grid_sample(self._frame(t), g, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
+
+    def cosine(self, i: int, xy_i: np.ndarray, j: int, xy_j: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """float32 [N]: cosine of frame i's descriptor at xy_i [N, 2] and frame j's at xy_j [N, 2]."""
+        import torch.nn.functional as F
+        out = np.empty(len(xy_i), np.float32)
+        for s in range(0, len(xy_i), chunk):
+            a, b = self._sample(i, xy_i[s:s + chunk]), self._sample(j, xy_j[s:s + chunk])
+            out[s:s + chunk] = F.cosine_similarity(a, b, dim=1).numpy()
+        return out
+
+
+def _appearance_ok(feats: _Features, i: int, j: int, centres: np.ndarray, target_xy: np.ndarray,
+                   candidates: np.ndarray, threshold: float) -> np.ndarray:
+    """bool [H, W]: candidates whose descriptor cosine between i (at centres) and j (at target) > threshold."""
+    ok = np.zeros_like(candidates)
+    idx = np.nonzero(candidates)
+    if idx[0].size:
+        ok[idx] = feats.cosine(i, centres[idx], j, target_xy[idx]) > threshold
+    return ok
+
+
+def direct_masks(f: np.ndarray, b: np.ndarray, gap: int, cycle_th: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cycle-consistent and occluded-but-reliable masks (bool [H, W] each) of one pair.
+
+    f: flow i->j, b: flow j->i, float32 [H, W, 2]; gap = |i - j|. No appearance check here.
+    """
+    h, w = f.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+    target = grid + f                          # index coordinates of x + f(x) in frame j
+    back = _remap(b, target)                   # b(x + f(x))
+    err = np.linalg.norm(f + back, axis=-1)
+    cycle = err < cycle_th
+    if gap >= APPEARANCE_MIN_GAP:
+        return cycle, np.zeros_like(cycle)
+    second = target + back                     # x' (index coordinates in frame i)
+    err2 = np.linalg.norm(back + _remap(f, second), axis=-1)
+    occluded = (err > 1.5 * cycle_th) & (err2 < cycle_th) & _inside(target, h, w)
+    return cycle, occluded
+
+
+def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path, features: dict | None = None,
+                  cycle_th: float = 3.0, appearance_th: float = 0.0, chain: bool = True,
+                  chain_appearance_th: float = 0.5, chain_rgb_th: float = 0.3, progress: bool = True) -> None:
+    """Write the masks directory ``out_dir`` for ``flow_store`` (see the module docstring).
+
+    frames: uint8 [T, H, W, 3] (RGB check of chaining). features: None (appearance checks skipped)
+    or {"descriptors": float [T, h, w, C] L2-normalised, "cell": [cx, cy] pixels per cell}.
+    """
+    from tqdm import tqdm
+
+    t, h, w = flow_store.num_frames, flow_store.height, flow_store.width
+    if tuple(frames.shape) != (t, h, w, 3):
+        raise ValueError(f"frames {frames.shape} do not match the flow store {flow_store.path} ({t}x{h}x{w})")
+    pairs = flow_store.pairs
+    window = max(abs(i - j) for i, j in pairs)
+    flow_store.check_window(window)
+    feats = None if features is None else _Features(features, t)
+    params = {"cycle_th": cycle_th, "appearance_th": appearance_th, "appearance": feats is not None,
+              "chain": chain, "chain_appearance_th": chain_appearance_th, "chain_rgb_th": chain_rgb_th}
+    meta = {**{k: v for k, v in flow_store.meta.items() if k not in _STORE_KEYS},
+            "num_frames": t, "height": h, "width": w, "pairs": [list(p) for p in pairs], "scale": SCALE,
+            "window": window, "masks": params}
+    by_source: dict[int, list[int]] = {}
+    for k, (i, j) in enumerate(pairs):
+        by_source.setdefault(i, []).append(k)
+    centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).astype(np.float32)
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        flow_out = np.lib.format.open_memmap(tmp / "flow.npy", mode="w+", dtype=np.int16, shape=(len(pairs), h, w, 2))
+        mask = np.lib.format.open_memmap(tmp / "mask.npy", mode="w+", dtype=np.uint8, shape=(len(pairs), h, w))
+        counts = np.lib.format.open_memmap(tmp / "counts.npy", mode="w+", dtype=np.uint16, shape=(t, h, w))
+        bar = dict(file=sys.stderr, disable=not progress, unit="frame")
+        for i in tqdm(range(t), desc=f"masks {Path(out_dir).name}", **bar):
+            for k in by_source.get(i, []):
+                j = pairs[k][1]
+                f = flow_store.get(i, j)
+                cycle, occluded = direct_masks(f, flow_store.get(j, i), abs(i - j), cycle_th)
+                if feats is not None and abs(i - j) >= APPEARANCE_MIN_GAP:
+                    cycle = _appearance_ok(feats, i, j, centres, centres + f, cycle, appearance_th)
+                mask[k] = cycle * RELIABLE + occluded * OCCLUDED
+        # Chaining reads only the masks of consecutive pairs, which it leaves unchanged.
+        for i in tqdm(range(t), desc=f"{'chain' if chain else 'count'} {Path(out_dir).name}", **bar):
+            ks = by_source.get(i, [])
+            if chain:
+                _chain_source(i, frames, flow_store, mask, flow_out, feats, centres, window,
+                              chain_appearance_th, chain_rgb_th)
+            else:
+                for k in ks:
+                    flow_out[k] = flow_store.raw(k)
+            counts[i] = np.sum([mask[k] != 0 for k in ks], axis=0, dtype=np.uint16) if ks else 0
+        for a in (flow_out, mask, counts):
+            a.flush()
+        del flow_out, mask, counts
+        write_json(tmp / "meta.json", meta)
+
+
+def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, window, app_th, rgb_th) -> None:
+    """Chained flows and masks of every pair (i, j) of the window, written in place (see module doc)."""
+    t, h, w = store.num_frames, store.height, store.width
+    grid = centres - 0.5
+    rgb_i = frames[i].astype(np.float32) / 255
+    for step in (1, -1):
+        acc = np.zeros((h, w, 2), np.float32)
+        ok = np.ones((h, w), bool)
+        for gap in range(1, window + 1):
+            j, prev = i + step * gap, i + step * (gap - 1)
+            if not 0 <= j < t:
+                break
+            pos = grid + acc                              # index coordinates in frame prev
+            k_step = store.index[(prev, j)]
+            step_reliable = _remap((mask[k_step] & RELIABLE).astype(np.float32), pos, outside=0.0) > 0.999
+            acc = acc + _remap(store.get(prev, j), pos)
+            target = grid + acc
+            ok &= step_reliable & _inside(target, h, w)
+            rgb_j = _remap(frames[j].astype(np.float32) / 255, target)
+            ok &= np.linalg.norm(rgb_j - rgb_i, axis=-1) < rgb_th
+            if feats is not None:
+                ok = _appearance_ok(feats, i, j, centres, target + 0.5, ok, app_th)
+            k = store.index[(i, j)]
+            direct = mask[k]
+            reliable, occluded = (direct & RELIABLE) > 0, (direct & OCCLUDED) > 0
+            use_direct = reliable | occluded
+            acc[use_direct] = store.get(i, j)[use_direct]
+            ok = (ok | reliable) & ~occluded
+            flow_out[k] = encode(acc)
+            mask[k] = ok * RELIABLE + occluded * OCCLUDED
+
+
+def load_masks(path: str | Path) -> tuple[FlowStore, np.ndarray, np.ndarray]:
+    """-> (flow store of the training flow, mask uint8 [P, H, W] memmap, counts uint16 [T, H, W] memmap)."""
+    path = Path(path)
+    store = FlowStore(path)
+    if "masks" not in store.meta:
+        raise CacheError(path / "meta.json", "is a plain flow store, not a masks directory (no 'masks' entry)")
+    mask = open_npy(path / "mask.npy", (len(store), store.height, store.width), np.uint8)
+    counts = open_npy(path / "counts.npy", (store.num_frames, store.height, store.width), np.uint16)
+    return store, mask, counts

@@ -1,0 +1,146 @@
+"""Consistency masks: occlusion by a moving square, count maps, chaining, features, loading."""
+
+import json
+
+import numpy as np
+import pytest
+
+from omnitrack.errors import CacheError
+from omnitrack.flow.consistency import OCCLUDED, RELIABLE, compute_masks, direct_masks, load_masks
+from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
+from test_flow import texture
+
+H = W = 64
+SQUARE = 16           # side of the square; its top-left corner is at (8 + 6 t, 24) in frame t
+SQ_STEP = np.array([6.0, 0.0], np.float32)
+BG_STEP = np.array([0.0, 0.0], np.float32)
+
+
+def square_at(t: int) -> np.ndarray:
+    """bool [H, W]: pixels whose centre lies in the square in frame t."""
+    y, x = np.mgrid[0:H, 0:W] + 0.5
+    x0 = 8 + SQ_STEP[0] * t
+    return (x >= x0) & (x < x0 + SQUARE) & (y >= 24) & (y < 24 + SQUARE)
+
+
+def square_scene(num_frames: int = 3):
+    """Frames and exact flows of a textured square moving 6 px/frame right over a static background."""
+    bg, fg = texture(W, seed=5), texture(W, seed=6)
+    frames = np.stack([np.where(square_at(t)[..., None], np.roll(fg, 6 * t, axis=1), bg) for t in range(num_frames)])
+    flows = {}
+    for i, j in window_pairs(num_frames, 2):
+        flows[(i, j)] = np.where(square_at(i)[..., None], SQ_STEP * (j - i), BG_STEP * (j - i)).astype(np.float32)
+    return frames, flows
+
+
+def write_store(path, flows: dict, num_frames: int, h: int, w: int, meta=None) -> FlowStore:
+    pairs = sorted(flows)
+    with FlowWriter(path, pairs, num_frames, h, w, meta=meta or {"method": "exact", "window": 2}) as wr:
+        for k, p in enumerate(pairs):
+            wr.put(k, flows[p])
+    return FlowStore(path)
+
+
+def test_direct_masks_flag_occlusion_by_square():
+    _, flows = square_scene()
+    cycle, occluded = direct_masks(flows[(0, 1)], flows[(1, 0)], 1, cycle_th=3.0)
+    hidden = square_at(1) & ~square_at(0)      # background of frame 0 that the square covers in frame 1
+    rest = ~hidden
+    assert hidden.sum() == 6 * SQUARE
+    assert cycle[hidden].mean() < 0.1 and occluded[hidden].mean() > 0.9
+    assert cycle[rest].mean() > 0.95 and occluded[rest].mean() < 0.05
+    # Backward: the background uncovered in frame 0 (disoccluded) cannot be reliable either.
+    cycle_b, _ = direct_masks(flows[(1, 0)], flows[(0, 1)], 1, cycle_th=3.0)
+    uncovered = square_at(0) & ~square_at(1)
+    assert cycle_b[uncovered].mean() < 0.1 and cycle_b[~uncovered].mean() > 0.95
+
+
+def test_masks_directory_counts_and_reload(tmp_path):
+    frames, flows = square_scene()
+    store = write_store(tmp_path / "flow", flows, 3, H, W)
+    out = tmp_path / "masks" / "vid"
+    compute_masks(frames, store, out, chain=False, progress=False)
+    masks_store, mask, counts = load_masks(out)
+    assert masks_store.pairs == store.pairs and mask.shape == (6, H, W) and counts.shape == (3, H, W)
+    assert masks_store.meta["method"] == "exact" and masks_store.meta["masks"]["cycle_th"] == 3.0
+    k01 = store.index[(0, 1)]
+    hidden = square_at(1) & ~square_at(0)
+    assert (mask[k01][hidden] == OCCLUDED).mean() > 0.9
+    assert (mask[k01][~hidden] == RELIABLE).mean() > 0.95
+    for t in range(3):
+        ks = [k for k, (i, _) in enumerate(store.pairs) if i == t]
+        np.testing.assert_array_equal(counts[t], (mask[ks] != 0).sum(axis=0))
+    np.testing.assert_array_equal(masks_store.get(0, 2), flows[(0, 2)])  # no chaining: flow copied
+
+
+def test_appearance_check_rejects_dissimilar_descriptors(tmp_path):
+    """Gap >= 3: a pixel whose descriptors disagree is not reliable even if the cycle closes."""
+    frames, flows = square_scene(4)
+    flows = {p: np.zeros((H, W, 2), np.float32) for p in window_pairs(4, 3)}
+    store = write_store(tmp_path / "flow", flows, 4, H, W)
+    desc = np.zeros((4, 8, 8, 2), np.float32)
+    desc[..., 0] = 1.0
+    desc[3, :, 4:] = [-1.0, 0.0]     # right half of frame 3 looks different (cells of 8 px)
+    out = tmp_path / "masks"
+    compute_masks(frames, store, out, features={"descriptors": desc, "cell": [8.0, 8.0]}, chain=False,
+                  progress=False)
+    _, mask, _ = load_masks(out)
+    m03 = mask[store.index[(0, 3)]]
+    assert (m03[:, :28] == RELIABLE).all() and (m03[:, 36:] == 0).all()   # 32 +- half a cell of blending
+    assert (mask[store.index[(0, 2)]] == RELIABLE).all()                  # gap 2: no appearance check
+    assert (mask[store.index[(3, 0)]][:, 36:] == 0).all() and (mask[store.index[(1, 3)]] == RELIABLE).all()
+
+
+def test_chaining_extends_reliable_area_of_long_pairs(tmp_path):
+    """Pure translation: exact consecutive flows, corrupted direct long-range flows."""
+    step = np.array([1.25, 0.5], np.float32)
+    t_frames, window = 6, 5
+    frames = np.stack([texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
+    flows = {}
+    for i, j in window_pairs(t_frames, window):
+        wrong = 10.0 if abs(i - j) >= 2 else 0.0     # long pairs: off by 10 px in both directions
+        flows[(i, j)] = np.broadcast_to(step * (j - i) + [wrong, 0.0], (H, W, 2)).astype(np.float32)
+    store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
+    compute_masks(frames, store, tmp_path / "direct", chain=False, progress=False)
+    compute_masks(frames, store, tmp_path / "chained", chain=True, progress=False)
+    _, direct, _ = load_masks(tmp_path / "direct")
+    chained_store, chained, counts = load_masks(tmp_path / "chained")
+    k = store.index[(0, 5)]
+    reliable = chained[k] == RELIABLE
+    expected = (np.arange(W) + 0.5 + 5 * step[0] < W)[None, :] & (np.arange(H) + 0.5 + 5 * step[1] < H)[:, None]
+    assert (direct[k] == 0).all()
+    assert reliable[expected].mean() > 0.95 and not reliable[~expected].any()  # stays inside the image
+    err = np.linalg.norm(chained_store.get(0, 5) - 5 * step, axis=-1)
+    assert err[reliable].max() < 0.05
+    back = chained[store.index[(5, 1)]] == RELIABLE
+    assert back.mean() > 0.85   # backward sweep too
+    k1 = store.index[(2, 3)]
+    np.testing.assert_array_equal(chained[k1], direct[k1])                  # consecutive pairs unchanged
+    np.testing.assert_array_equal(counts.sum(), (chained != 0).sum())
+
+
+def test_chaining_rgb_check_stops_at_appearance_change(tmp_path):
+    """The composed flow is exact but frame 3 is a different image: chained pairs to it fail."""
+    t_frames = 4
+    frames = np.stack([texture(W, seed=8)] * 3 + [np.zeros((H, W, 3), np.uint8)])
+    flows = {p: np.zeros((H, W, 2), np.float32) + (100.0 if abs(p[0] - p[1]) >= 2 else 0.0)
+             for p in window_pairs(t_frames, 3)}
+    store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"window": 3})
+    compute_masks(frames, store, tmp_path / "m", chain=True, progress=False)
+    _, mask, _ = load_masks(tmp_path / "m")
+    assert (mask[store.index[(0, 2)]] == RELIABLE).all()
+    assert (mask[store.index[(0, 3)]] == RELIABLE).mean() < 0.2
+
+
+def test_load_masks_rejects_mismatch(tmp_path):
+    frames, flows = square_scene()
+    store = write_store(tmp_path / "flow", flows, 3, H, W)
+    out = tmp_path / "m"
+    compute_masks(frames, store, out, chain=False, progress=False)
+    np.save(out / "counts.npy", np.zeros((2, H, W), np.uint16))
+    with pytest.raises(CacheError, match=r"counts\.npy: holds uint16 \(2, 64, 64\), its metadata says"):
+        load_masks(out)
+    with pytest.raises(CacheError, match=r"flow/meta\.json: is a plain flow store, not a masks directory"):
+        load_masks(tmp_path / "flow")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["masks"]["chain"] is False and meta["window"] == 2

@@ -1,0 +1,201 @@
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from omnitrack.errors import CacheError, InputError
+from omnitrack.features import dino
+from omnitrack.features.descriptors import compute_features, dense_sift, load_features, save_features
+
+
+def texture(height, width, seed=0):
+    """Smooth random RGB texture uint8 [H, W, 3] with detail at several scales (rich for SIFT)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.float32)
+    for sigma in (1.0, 2.5, 6.0):
+        img += cv2.GaussianBlur(rng.normal(size=(height, width, 3)).astype(np.float32), (0, 0), sigma) * sigma
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- dense SIFT
+
+def test_sift_descriptors_follow_shifted_content():
+    cell, (sx, sy) = 8, (3, 2)  # shift in cells, x != y
+    big = texture(160, 176)
+    a = big[sy * cell:sy * cell + 128, sx * cell:sx * cell + 144]
+    b = big[:128, :144]  # b(p + shift) = a(p): a's cell (r, c) is b's cell (r + sy, c + sx)
+    frames = np.stack([a, b])
+    desc, cellxy = dense_sift(frames, cell=cell)
+    assert desc.shape == (2, 16, 18, 128) and cellxy == (8.0, 8.0)
+    assert np.allclose(np.linalg.norm(desc, axis=-1), 1, atol=1e-5)
+    # away from the borders (the descriptor support is 4 cells), the same content gives the same descriptor
+    inner_a = desc[0, 3:16 - 3 - sy, 3:18 - 3 - sx]
+    inner_b = desc[1, 3 + sy:16 - 3, 3 + sx:18 - 3]
+    cos = (inner_a * inner_b).sum(-1)
+    assert cos.min() > 0.99
+    # and they differ from unrelated cells (the test would pass trivially on constant descriptors)
+    assert (desc[0, 3:13, 3:15] * desc[1, 3:13, 3:15]).sum(-1).mean() < 0.5
+
+
+def test_sift_flat_frames_and_grid_size():
+    frames = np.full((2, 50, 70, 3), 128, np.uint8)
+    frames[1, :, 35:] = texture(50, 35)
+    desc, cellxy = dense_sift(frames, cell=8)
+    assert desc.shape == (2, 6, 8, 128)  # floor(50 / 8), floor(70 / 8): the border remainder is dropped
+    assert np.all(np.isfinite(desc)) and np.allclose(np.linalg.norm(desc, axis=-1), 1, atol=1e-5)
+    flat = desc[0].reshape(-1, 128)
+    assert np.allclose(flat, flat[0], atol=1e-6)  # flat cells are all alike
+
+
+def test_compute_features_sift_and_roundtrip(tmp_path):
+    frames = np.stack([texture(64, 96, seed=s) for s in range(3)])
+    desc, cell = compute_features(frames, "sift", cell=8, progress=False)
+    assert desc.dtype == np.float16 and desc.shape == (3, 8, 12, 128) and cell == (8.0, 8.0)
+    assert np.allclose(np.linalg.norm(desc.astype(np.float32), axis=-1), 1, atol=2e-3)
+    path = tmp_path / "v.match.npz"
+    save_features(path, desc, cell, "sift")
+    d2, c2, m2 = load_features(path)
+    assert np.array_equal(d2, desc) and c2 == cell and m2 == "sift"
+    with pytest.raises(ValueError, match="feature method must be one of"):
+        compute_features(frames, "orb", progress=False)
+
+
+def test_load_features_rejects_bad_files(tmp_path):
+    from omnitrack.io import save_npz
+
+    good = np.ones((1, 2, 2, 4), np.float16) / 2
+    with pytest.raises(CacheError, match="missing"):
+        load_features(tmp_path / "nope.npz")
+    bad = tmp_path / "unnormalised.npz"
+    save_npz(bad, descriptors=good * 2, cell=np.float32([8, 8]), method=np.array("sift"))
+    with pytest.raises(CacheError, match=f"{bad}.*not L2-normalised"):
+        load_features(bad)
+    bad = tmp_path / "method.npz"
+    save_npz(bad, descriptors=good, cell=np.float32([8, 8]), method=np.array("orb"))
+    with pytest.raises(CacheError, match=f"{bad}.*unknown feature method 'orb'"):
+        load_features(bad)
+    bad = tmp_path / "cell.npz"
+    save_npz(bad, descriptors=good, cell=np.float32([8, 8, 8]), method=np.array("sift"))
+    with pytest.raises(CacheError, match=f"{bad}.*cell must be two positive"):
+        load_features(bad)
+    bad = tmp_path / "truncated.npz"
+    save_features(bad, good, (8, 8), "sift")
+    bad.write_bytes(bad.read_bytes()[:50])
+    with pytest.raises(CacheError, match=f"{bad}.*truncated or corrupt"):
+        load_features(bad)
+
+
+# ---------------------------------------------------------------- DINO / DINOv2
+
+@functools.lru_cache(maxsize=None)
+def random_model(method, seed=0):
+    """The method's architecture with random parameters (no DINO weights exist here).
+
+    Filled into an uninitialised skeleton: timm's own initialisation takes seconds on this machine.
+    LayerNorm scales near 1 and LayerScale near 0.1 keep the activations in a realistic range.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model = dino.build_model(method, device="meta")
+    state = {}
+    for key, p in model.state_dict().items():
+        v = torch.randn(p.shape, generator=gen) * 0.05
+        if "norm" in key and key.endswith("weight"):
+            v += 1
+        elif key.endswith("gamma"):
+            v += 0.1
+        state[key] = v
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+def to_official(state, method):
+    """timm state dict -> the official release's keys (DINOv2 also stores an unused mask_token)."""
+    official = {k: v.clone() for k, v in state.items()}
+    if method == "dinov2":
+        official["mask_token"] = torch.zeros(1, official["cls_token"].shape[-1])
+    return official
+
+
+@pytest.mark.parametrize("method", ["dino", "dinov2"])
+def test_official_checkpoint_loads_to_identical_features(tmp_path, method):
+    model = random_model(method)
+    path = tmp_path / f"{method}.pth"
+    torch.save(to_official(model.state_dict(), method), path)
+    loaded = dino.load_model(method, path)
+    frames = np.stack([texture(60, 90, seed=1), texture(60, 90, seed=2)])
+    expected, cell = dino.run_model(model, frames, method, short_side=64)
+    got, cell2 = dino.run_model(loaded, frames, method, short_side=64)
+    assert np.array_equal(got, expected) and cell == cell2
+    # not the same as a differently initialised model (the load really transferred the weights)
+    other, _ = dino.run_model(random_model(method, seed=1), frames, method, short_side=64)
+    assert not np.allclose(other, expected, atol=1e-3)
+    # the common entry point gives the same tokens, L2-normalised, float16
+    desc, cell3 = compute_features(frames, method, weights=path, device="cpu", progress=False, short_side=64)
+    ref = expected / np.linalg.norm(expected, axis=-1, keepdims=True)
+    assert desc.dtype == np.float16 and cell3 == cell
+    assert np.allclose(desc.astype(np.float32), ref, atol=2e-3)
+
+
+def test_dino_training_checkpoint_is_accepted(tmp_path):
+    model = random_model("dino")
+    path = tmp_path / "dino_full_checkpoint.pth"
+    teacher = {f"backbone.{k}": v for k, v in model.state_dict().items()}
+    teacher["head.mlp.0.weight"] = torch.zeros(8, 384)  # the DINO projection head is ignored
+    torch.save({"teacher": teacher, "epoch": 100}, path)
+    loaded = dino.load_model("dino", path)
+    x = dino.preprocess(texture(48, 48), "dino", short_side=48)
+    assert torch.equal(dino.patch_tokens(loaded, x), dino.patch_tokens(model, x))
+
+
+@pytest.mark.parametrize("method,size", [("dino", 224), ("dinov2", 518)])
+def test_patch_tokens_match_timm_on_the_native_grid(method, size):
+    model = random_model(method)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    ours = dino.patch_tokens(model, x)
+    with torch.inference_mode():
+        ref = model.forward_features(x)[:, 1:]
+    g = size // dino.PATCH[method]
+    assert ours.shape == (1, g, g, 384)
+    assert torch.allclose(ours.reshape(1, g * g, 384), ref, atol=1e-5)
+
+
+def test_feature_map_shape_of_a_non_square_frame():
+    frames = texture(100, 150)[None]
+    # dino: shorter side 100 -> 64, longer 150 -> 96 (a multiple of 16): 4 x 6 patches
+    desc, cell = dino.run_model(random_model("dino"), frames, "dino", short_side=64)
+    assert desc.shape == (1, 4, 6, 384) and cell == pytest.approx((25.0, 25.0))
+    # dinov2: each side rounded down to a multiple of 14: 98 x 140 -> 7 x 10 patches
+    desc, cell = dino.run_model(random_model("dinov2"), frames, "dinov2")
+    assert desc.shape == (1, 7, 10, 384) and cell == pytest.approx((15.0, 100 / 7))
+    assert dino.resized_size(480, 854, "dino") == (480, 848)
+    assert dino.resized_size(480, 854, "dinov2") == (476, 854)
+
+
+def test_position_embedding_follows_the_official_rule():
+    pos = torch.randn(1, 1 + 14 * 14, 8)
+    assert dino.interpolate_pos_embed(pos, 14, 14) is pos  # native square grid: untouched
+    out = dino.interpolate_pos_embed(pos, 4, 6)
+    assert out.shape == (1, 1 + 24, 8) and torch.equal(out[:, 0], pos[:, 0])
+    grid = pos[:, 1:].reshape(1, 14, 14, 8).permute(0, 3, 1, 2)
+    ref = torch.nn.functional.interpolate(grid, scale_factor=(4.1 / 14, 6.1 / 14), mode="bicubic")
+    assert torch.allclose(out[:, 1:], ref.permute(0, 2, 3, 1).reshape(1, 24, 8))
+
+
+def test_missing_or_wrong_weights(tmp_path):
+    missing = tmp_path / "dinov2_vits14_pretrain.pth"
+    with pytest.raises(InputError, match=f"{missing}: dinov2 weights file not found.*dl.fbaipublicfiles.com/dinov2"):
+        dino.load_model("dinov2", missing)
+    with pytest.raises(InputError, match="dino weights file not found.*dino_deitsmall16_pretrain.pth"):
+        compute_features(np.zeros((1, 32, 32, 3), np.uint8), "dino", weights=None, progress=False)
+    wrong = tmp_path / "dino_as_dinov2.pth"
+    torch.save(to_official(random_model("dino").state_dict(), "dino"), wrong)
+    with pytest.raises(InputError, match=f"{wrong}: is not a vit_small_patch14_dinov2 \\(dinov2\\) checkpoint"):
+        dino.load_model("dinov2", wrong)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=f"{junk}: cannot be read as a PyTorch checkpoint"):
+        dino.load_model("dino", junk)

