@@ -12,6 +12,9 @@ from omnitrack.config import check_config
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml", "config (config.yaml, --configfile, --config)")
 validate(config, "schemas/config.schema.yaml")
 
@@ -22,6 +25,7 @@ include: "rules/flow.smk"
 include: "rules/features.smk"
 include: "rules/track.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -29,3 +33,4 @@ rule all:
     input:
         "results/summary.csv",
         expand("results/{dataset}/summary.csv", dataset=sorted(DATASETS)),
+        report_targets,

@@ -147,6 +147,27 @@ def track_chain(frames_path, masks_dir, matches_path, manifest_path, video: str,
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 
 
+def optimise(frames_path, masks_dir, matches_path, out_path, nvp: dict) -> None:
+    """Fit the nvp model to one video (resumes from ``<out_path>.partial`` after an interruption)."""
+    from omnitrack.model import fit_video
+
+    fit_video(frames_path, masks_dir, matches_path, out_path, nvp)
+
+
+def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out_path, grid: dict,
+              device: str = "auto") -> None:
+    """Track one video's query points with its fitted nvp model."""
+    from omnitrack.model import predict
+    from omnitrack.queries import video_queries
+
+    meta = load_meta(frames_path)
+    queries = video_queries(read_json(manifest_path), video, mode, meta["num_frames"], meta["width"],
+                            meta["height"], grid)
+    tracks, occluded = predict(model_path, queries, device=device)
+    save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
+    log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
+
+
 def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) -> dict:
     """TAP-Vid metrics of one prediction in 256x256 space."""
     from omnitrack.evaluation.metrics import compute_tapvid_metrics

@@ -17,4 +17,5 @@ STAGE_VERSIONS = {
     "optimise": 1,
     "track_nvp": 1,
     "evaluate": 1,
+    "visualise": 1,
 }

@@ -132,3 +132,32 @@ def dataset_summary_input(wildcards):
             files.append(row["metrics"])
         files.extend(row["benchmarks"].values())
     return files
+
+
+def nvp_config(wildcards):
+    """The nvp hyper-parameters: the preset's keys overridden by config `nvp`, on config `device`."""
+    return {"device": config["device"], **config["nvp"]}
+
+
+VISUALISE = config["visualise"]
+
+
+def visualised_modes(dataset):
+    wanted = VISUALISE["modes"]
+    return [m for m in modes_of(dataset) if wanted is None or m in wanted]
+
+
+def report_targets(wildcards):
+    """Everything the report shows: the summary page, plots per benchmark dataset, and track videos of the
+    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode)."""
+    targets = ["results/report/summary.html"]
+    for ds in sorted(DATASETS):
+        if DATASETS[ds]["kind"] in GT_KINDS:
+            targets += [f"results/{ds}/plots/aj_per_video.png", f"results/{ds}/plots/delta_curves.png"]
+        if "nvp" in config["methods"]:
+            targets.append(f"results/{ds}/plots/nvp_loss.png")
+        for video in videos_of(ds)[: VISUALISE["max_videos"]]:
+            for method in config["methods"]:
+                for mode in visualised_modes(ds):
+                    targets.append(f"results/{ds}/visualise/{method}/{video}.{mode}.html")
+    return targets

@@ -28,7 +28,12 @@ rule summarise_dataset:
     input:
         dataset_summary_input,
     output:
-        "results/{dataset}/summary.csv",
+        report(
+            "results/{dataset}/summary.csv",
+            caption="../report/summary_dataset.rst",
+            category="1. Summary",
+            labels={"table": "per video: {dataset}"},
+        ),
     params:
         rows=dataset_rows,
         settings=summary_settings,
@@ -51,7 +56,12 @@ rule summarise:
     input:
         expand("results/{dataset}/summary.csv", dataset=sorted(DATASETS)),
     output:
-        "results/summary.csv",
+        report(
+            "results/summary.csv",
+            caption="../report/summary.rst",
+            category="1. Summary",
+            labels={"table": "mean over videos (CSV)"},
+        ),
     params:
         datasets=sorted(DATASETS),
     log:

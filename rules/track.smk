@@ -28,3 +28,53 @@ rule track_chain:
         "../envs/omnitrack.yaml"
     script:
         "../workflow_scripts/track_chain.py"
+
+
+rule optimise:
+    input:
+        frames="results/{dataset}/frames/{video}.npz",
+        masks="results/{dataset}/masks/{video}",
+        matches="results/{dataset}/matches/{video}.npz",
+    output:
+        "results/{dataset}/models/{video}.pt",
+    params:
+        nvp=nvp_config,
+        version=version("optimise"),
+    log:
+        "logs/{dataset}/optimise/{video}.log",
+    benchmark:
+        "benchmarks/{dataset}/optimise/{video}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=mem_for(3000, 30),
+        runtime=runtime_for(60, 10),
+    conda:
+        "../envs/omnitrack.yaml"
+    script:
+        "../workflow_scripts/optimise.py"
+
+
+rule track_nvp:
+    input:
+        model="results/{dataset}/models/{video}.pt",
+        frames="results/{dataset}/frames/{video}.npz",
+        manifest="results/{dataset}/manifest.json",
+    output:
+        "results/{dataset}/predictions/nvp/{video}.{mode}.npz",
+    params:
+        grid=config["grid"],
+        device=config["device"],
+        version=version("track_nvp"),
+    log:
+        "logs/{dataset}/track_nvp/{video}.{mode}.log",
+    benchmark:
+        "benchmarks/{dataset}/track_nvp/{video}.{mode}.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_for(2000, 10),
+        runtime=runtime_for(15, 2),
+    conda:
+        "../envs/omnitrack.yaml"
+    script:
+        "../workflow_scripts/track_nvp.py"

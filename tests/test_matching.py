@@ -70,10 +70,11 @@ def test_distinctiveness_filter_removes_repetitive_matches():
     assert len(without) >= 20 and np.all(score > 0.75)  # ambiguous mutual nearest neighbours exist...
     with_filter, _, _ = long_term_matches(desc, (8.0, 8.0), (160, 128), **loose)
     assert len(with_filter) == 0  # ...and the distinctiveness filter removes every one of them
-    # a distinctive patch in the middle survives the same filter
-    desc[:, 8, 10] = rng.normal(size=32)
+    # distinctive patches (a 2 x 2 block: the coherence filter needs 4 matches) survive the same filter
+    desc[:, 8:10, 10:12] = rng.normal(size=(2, 2, 32))
     kept, pts, _ = long_term_matches(desc, (8.0, 8.0), (160, 128), **loose)
-    assert len(kept) == 1 and np.allclose(pts[0], [84, 68, 84, 68])
+    assert len(kept) == 4 and np.array_equal(pts[:, :2], pts[:, 2:])
+    assert {tuple(p) for p in pts[:, :2]} == {(84, 68), (92, 68), (84, 76), (92, 76)}
 
 
 def test_coherence_filter_drops_an_isolated_outlier():

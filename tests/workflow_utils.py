@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs"]
+WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "report"]
 
 TINY = {
     "datasets": {"synthetic": {"kind": "synthetic", "num_videos": 2, "num_frames": 12, "size": [96, 96],

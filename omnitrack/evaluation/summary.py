@@ -43,7 +43,7 @@ def dataset_means(per_video: pd.DataFrame) -> pd.DataFrame:
     """Mean over videos per (dataset, method, query_mode); seconds are per video."""
     keys = ["dataset", "method", "query_mode"]
     rest = [c for c in per_video.columns if c not in keys + ["video"]]
-    numeric = [c for c in rest if pd.api.types.is_numeric_dtype(per_video[c])]
+    numeric = [c for c in rest if c in METRICS or c == "num_queries" or c.startswith("seconds_")]
     settings = [c for c in rest if c not in numeric]
     grouped = per_video.groupby(keys, sort=True)
     table = grouped[numeric].mean()

@@ -1,0 +1,7 @@
+from omnitrack.logs import configure_threads, stage_log
+from omnitrack.pipeline import optimise
+
+with stage_log(snakemake.log[0], "optimise"):
+    configure_threads(snakemake.threads)
+    optimise(snakemake.input.frames, snakemake.input.masks, snakemake.input.matches, snakemake.output[0],
+             snakemake.params.nvp)
