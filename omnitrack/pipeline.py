@@ -106,13 +106,12 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
 
 def find_matches(frames_path: str | Path, features_path: str | Path, out_path: str | Path, cfg: dict) -> None:
     from omnitrack.features.descriptors import load_features
-    from omnitrack.features.matching import long_term_matches, save_matches
+    from omnitrack.features.matching import long_term_matches, match_defaults, save_matches
 
     meta = load_meta(frames_path)
-    desc, cell, _ = load_features(features_path)
+    desc, cell, method = load_features(features_path)
     frames, points, score = long_term_matches(desc, cell, (meta["width"], meta["height"]),
-                                              min_gap=cfg["min_gap"], sim_th=cfg["sim_th"],
-                                              self_sim_th=cfg["self_sim_th"])
+                                              **{**match_defaults(method), **cfg})
     save_matches(out_path, frames, points, score)
     log.info("%d long-term matches", len(frames))
 

@@ -26,15 +26,15 @@ SIFT_SUPPORT = 4  # a SIFT descriptor's 4x4 histogram grid spans this many cells
 
 def dense_sift(frames: np.ndarray, cell: int = 8, support: float = SIFT_SUPPORT,
                progress: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
-    """Centred RootSIFT on a regular grid: frames uint8 [T, H, W, 3] -> (float32 [T, H // cell, W // cell, 128], (cell, cell)).
+    """Centred RootSIFT on a grid: uint8 [T, H, W, 3] -> (float32 [T, H // cell, W // cell, 128], (cell, cell)).
 
     One upright (angle 0) SIFT keypoint per cell, at the cell centre, with a fixed size chosen so that
     the descriptor's 4x4 histogram grid spans ``support`` cells (OpenCV: span = 4 bins x 3 x size / 2).
     Each descriptor is RootSIFT-normalised (L1, square root). The frame is reflection-padded by the
     descriptor radius first: OpenCV leaves the out-of-image part of a border descriptor empty, which
     makes all border cells of a side alike and lets them match each other across frames whatever
-    their content. A cell with no gradient at all (SIFT returns zeros) gets the constant vector, so flat regions are all alike and the matcher's
-    distinctiveness filter rejects them.
+    their content. A cell with no gradient at all (SIFT returns zeros) gets the constant vector, so
+    flat regions are all alike and the matcher's distinctiveness filter rejects them.
 
     Centring: RootSIFT vectors are non-negative, so any two have cosine ~0.5-0.9 and the cosine
     thresholds of the pipeline (masks: > 0; matches: 0.55 / 0.75, tuned on DINO features) would be

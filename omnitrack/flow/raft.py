@@ -44,6 +44,7 @@ _RULES = [
     (r"^update_block\.mask\.0\.", "mask_predictor.convrelu.0."),
     (r"^update_block\.mask\.2\.", "mask_predictor.conv."),
 ]
+MIN_SIZE = 128  # torchvision's RAFT needs feature maps of at least 16 x 16 cells of 8 px
 # Residual blocks register their downsampling norm twice: as the last normN and as downsample.1.
 _DUPLICATE_NORM = {"basic": "norm3", "bottleneck": "norm4"}
 
@@ -128,13 +129,11 @@ def _load_original(path: Path, small: bool) -> torch.nn.Module:
 
 
 def to_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 3, H8, W8] in [-1, 1], replicate-padded to multiples of 8.
-
-    Padding is added at the bottom and right only, so pixel (r, c) keeps its index.
-    """
+    """uint8 [N, H, W, 3] -> float [N, 3, H', W'] in [-1, 1], replicate-padded at the bottom and right
+    (so pixel (r, c) keeps its index) to multiples of 8 and at least 128 (torchvision's minimum)."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     h, w = x.shape[-2:]
-    return F.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")
+    return F.pad(x, (0, max(MIN_SIZE, w + -w % 8) - w, 0, max(MIN_SIZE, h + -h % 8) - h), mode="replicate")
 
 
 class _Encoded:
