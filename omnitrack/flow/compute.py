@@ -11,7 +11,7 @@ import numpy as np
 from omnitrack.errors import InputError
 from omnitrack.flow.store import FlowWriter, window_pairs
 
-RAFT_DEFAULTS = {"weights": None, "small": False, "iters": 20, "batch_size": 8}
+RAFT_DEFAULTS = {"weights": None, "small": False, "iters": 20, "batch_size": 4}
 
 
 def resolve_device(device: str = "auto") -> str:
