@@ -1,21 +1,67 @@
 """The pipeline's stages as plain functions: paths in, paths out.
 
 Each Snakemake rule calls one of these through a thin script in workflow_scripts/; they are just as
-usable from Python. Every output is written atomically by the functions they call.
+usable from Python. Every output is written atomically by the functions they call. Cached inputs are
+checked against each other (frame count and size) before use: a mismatch is a CacheError naming the
+stale file and how to recompute it. Running out of memory inside a stage becomes :class:`OutOfMemory`
+naming the setting to lower (:data:`MEMORY_SETTINGS`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from omnitrack.data.frames import load_frames, load_meta, save_frames
-from omnitrack.errors import InputError
+from omnitrack.errors import CacheError, InputError, OutOfMemory
 from omnitrack.io import atomic_path, load_npz, read_json, save_npz, write_json
 
 log = logging.getLogger("omnitrack")
+
+RESOLUTION = "the working resolution (datasets.<name>.size, or max_side / max_frames for videos)"
+MEMORY_SETTINGS = {
+    "frames": "datasets.<name>.max_side / max_frames (videos) or datasets.<name>.size",
+    "flow": "flow.raft.batch_size (RAFT pairs per batch), then " + RESOLUTION,
+    "features": RESOLUTION + ", or raise features.cell (sift)",
+    "masks": RESOLUTION,
+    "matches": "raise features.cell (fewer descriptors per frame), or " + RESOLUTION,
+    "track_chain": "grid.spacing (fewer grid queries), or " + RESOLUTION,
+    "optimise": "nvp.num_points / nvp.num_pairs (flow points sampled per step; also match_points / match_pairs)",
+    "track_nvp": "nvp.track_batch ((query, frame) evaluations per chunk)",
+}
+_OOM_TEXT = ("out of memory", "can't allocate memory", "insufficient memory", "failed to allocate")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """MemoryError (numpy), torch's CUDA/CPU allocator errors (RuntimeError) and OpenCV's cv2.error."""
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e).lower()
+    return (isinstance(e, RuntimeError) or type(e).__module__ == "cv2") and any(t in text for t in _OOM_TEXT)
+
+
+@contextlib.contextmanager
+def memory_hint(path: str | Path, stage: str, setting: str | None = None):
+    """Turn an out-of-memory error raised inside the block into :class:`OutOfMemory` naming ``setting``."""
+    try:
+        yield
+    except OutOfMemory:
+        raise
+    except Exception as e:
+        if is_out_of_memory(e):
+            raise OutOfMemory(path, stage, setting or MEMORY_SETTINGS[stage], e) from e
+        raise
+
+
+def _check_frames_match(path, what: str, shape, meta: dict, frames_path) -> None:
+    """Raise CacheError naming ``path`` if its (T, H, W) ``shape`` differs from the frames file's."""
+    want = (meta["num_frames"], meta["height"], meta["width"])
+    if tuple(int(v) for v in shape) != want:
+        raise CacheError(path, f"{what} {tuple(int(v) for v in shape)} (T, H, W) do not match {frames_path} "
+                               f"{want}: it was computed from other frames")
 
 
 def render_synthetic(spec: dict, out_path: str | Path) -> None:
@@ -53,10 +99,15 @@ def prepare_dataset(name: str, spec: dict, input_path: str | Path, manifest_path
 
 def make_frames(manifest_path: str | Path, video: str, out_path: str | Path, spec: dict) -> None:
     """Decode or load one video and resize it to the dataset's working resolution."""
-    from omnitrack.data.videos import plan_working_size, read_video, resize_frames
-
     manifest = read_json(manifest_path)
     source = manifest["sources"][video]
+    with memory_hint(source, "frames"):
+        _make_frames(manifest, video, source, out_path, spec)
+
+
+def _make_frames(manifest: dict, video: str, source, out_path, spec: dict) -> None:
+    from omnitrack.data.videos import plan_working_size, read_video, resize_frames
+
     if manifest["kind"] == "videos":
         frames, fps = read_video(source, max_frames=spec.get("max_frames"))
         width, height = plan_working_size(source, frames.shape[2], frames.shape[1], spec["max_side"])
@@ -66,8 +117,9 @@ def make_frames(manifest_path: str | Path, video: str, out_path: str | Path, spe
     source_size = [int(frames.shape[2]), int(frames.shape[1])]
     if (frames.shape[2], frames.shape[1]) != (width, height):
         frames = resize_frames(frames, width, height)
+    params = {k: spec[k] for k in ("size", "max_side", "max_frames") if k in spec}
     save_frames(out_path, frames, {"video": video, "source": str(source), "source_size": source_size,
-                                   "fps": fps, "has_gt": manifest["has_gt"]})
+                                   "fps": fps, "has_gt": manifest["has_gt"], "params": params})
     log.info("%s: %d frames %dx%d (source %dx%d)", video, len(frames), width, height, *source_size)
 
 
@@ -75,8 +127,10 @@ def estimate_flow(frames_path: str | Path, out_dir: str | Path, cfg: dict, devic
     from omnitrack.flow.compute import compute_flows
 
     frames, _ = load_frames(frames_path)
-    compute_flows(frames, out_dir, method=cfg["method"], window=cfg["window"], raft=cfg.get("raft"),
-                  device=device)
+    setting = MEMORY_SETTINGS["flow"] if cfg["method"] == "raft" else RESOLUTION
+    with memory_hint(frames_path, "flow", setting):
+        compute_flows(frames, out_dir, method=cfg["method"], window=cfg["window"], raft=cfg.get("raft"),
+                      device=device)
 
 
 def extract_features(frames_path: str | Path, out_path: str | Path, spec: dict, cell: int,
@@ -84,8 +138,9 @@ def extract_features(frames_path: str | Path, out_path: str | Path, spec: dict, 
     from omnitrack.features.descriptors import compute_features, save_features
 
     frames, _ = load_frames(frames_path)
-    desc, cell_xy = compute_features(frames, spec["method"], weights=spec.get("weights"), cell=cell,
-                                     device=device)
+    with memory_hint(frames_path, "features"):
+        desc, cell_xy = compute_features(frames, spec["method"], weights=spec.get("weights"), cell=cell,
+                                         device=device)
     save_features(out_path, desc, cell_xy, spec["method"])
 
 
@@ -95,13 +150,19 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
     from omnitrack.flow.consistency import compute_masks
     from omnitrack.flow.store import FlowStore
 
-    frames, _ = load_frames(frames_path)
+    frames, meta = load_frames(frames_path)
+    store = FlowStore(flow_dir)
+    _check_frames_match(flow_dir, "flows of frames", (store.num_frames, store.height, store.width), meta, frames_path)
     features = None
     if features_path:
         desc, cell, _ = load_features(features_path)
+        if len(desc) != meta["num_frames"]:
+            raise CacheError(features_path, f"holds descriptors of {len(desc)} frames, {frames_path} has "
+                                            f"{meta['num_frames']}: it was computed from other frames")
         features = {"descriptors": desc, "cell": cell}
-    compute_masks(frames, FlowStore(flow_dir), out_dir, features=features, cycle_th=cfg["cycle_th"],
-                  appearance_th=cfg["appearance_th"], chain=cfg["chain"])
+    with memory_hint(frames_path, "masks"):
+        compute_masks(frames, store, out_dir, features=features, cycle_th=cfg["cycle_th"],
+                      appearance_th=cfg["appearance_th"], chain=cfg["chain"])
 
 
 def find_matches(frames_path: str | Path, features_path: str | Path, out_path: str | Path, cfg: dict) -> None:
@@ -110,8 +171,12 @@ def find_matches(frames_path: str | Path, features_path: str | Path, out_path: s
 
     meta = load_meta(frames_path)
     desc, cell, method = load_features(features_path)
-    frames, points, score = long_term_matches(desc, cell, (meta["width"], meta["height"]),
-                                              **{**match_defaults(method), **cfg})
+    if len(desc) != meta["num_frames"]:
+        raise CacheError(features_path, f"holds descriptors of {len(desc)} frames, {frames_path} has "
+                                        f"{meta['num_frames']}: it was computed from other frames")
+    with memory_hint(frames_path, "matches"):
+        frames, points, score = long_term_matches(desc, cell, (meta["width"], meta["height"]),
+                                                  **{**match_defaults(method), **cfg})
     save_matches(out_path, frames, points, score)
     log.info("%d long-term matches", len(frames))
 
@@ -138,19 +203,25 @@ def track_chain(frames_path, masks_dir, matches_path, manifest_path, video: str,
 
     meta = load_meta(frames_path)
     flows, mask, _ = load_masks(masks_dir)
+    _check_frames_match(masks_dir, "flows of frames", (flows.num_frames, flows.height, flows.width), meta, frames_path)
     frames_ab, points, _ = load_matches(matches_path)
+    if len(frames_ab) and int(frames_ab.max()) >= meta["num_frames"]:
+        raise CacheError(matches_path, f"matches frame {int(frames_ab.max())} but {frames_path} has "
+                                       f"{meta['num_frames']} frames: it was computed from other frames")
     queries = video_queries(read_json(manifest_path), video, mode, meta["num_frames"], meta["width"],
                             meta["height"], grid)
-    tracks, occluded = track_queries(flows, mask, queries, (frames_ab, points), cfg["match_radius"])
+    with memory_hint(frames_path, "track_chain"):
+        tracks, occluded = track_queries(flows, mask, queries, (frames_ab, points), cfg["match_radius"])
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 
 
-def optimise(frames_path, masks_dir, matches_path, out_path, nvp: dict) -> None:
+def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dict) -> None:
     """Fit the nvp model to one video (resumes from ``<out_path>.partial`` after an interruption)."""
     from omnitrack.model import fit_video
 
-    fit_video(frames_path, masks_dir, matches_path, out_path, nvp)
+    with memory_hint(frames_path, "optimise"):
+        fit_video(frames_path, masks_dir, matches_path, out_path, nvp, loss_path=loss_path)
 
 
 def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out_path, grid: dict,
@@ -162,7 +233,8 @@ def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out
     meta = load_meta(frames_path)
     queries = video_queries(read_json(manifest_path), video, mode, meta["num_frames"], meta["width"],
                             meta["height"], grid)
-    tracks, occluded = predict(model_path, queries, device=device)
+    with memory_hint(model_path, "track_nvp"):
+        tracks, occluded = predict(model_path, queries, device=device)
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 

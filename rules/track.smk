@@ -36,7 +36,8 @@ rule optimise:
         masks="results/{dataset}/masks/{video}",
         matches="results/{dataset}/matches/{video}.npz",
     output:
-        "results/{dataset}/models/{video}.pt",
+        model="results/{dataset}/models/{video}.pt",
+        loss="results/{dataset}/models/{video}.loss.csv",
     params:
         nvp=nvp_config,
         version=version("optimise"),

@@ -1,0 +1,120 @@
+"""Timing of the nvp optimisation step.
+
+    python -m omnitrack.bench deformer --pairs 16 --points 1024 --frames 24 --steps 10
+    python -m omnitrack.bench fit --pairs 16 --points 1024 --frames 24 --size 160 --steps 10
+
+``deformer``: one step of the deformation alone on random inputs (depth look-up and lift, forward
+at t_i, inverse at t_j, projection, L1 to random targets, backward, Adam step).
+``fit``: the whole training step on a synthetic two-layer video (sampling from the memory-mapped
+flow store, depth look-ups, every loss term including matches, backward, Adam, scheduler).
+Both time ``--steps`` steps after ``--warmup`` steps and print the per-step wall-clock median and
+process CPU-time median (and the wall-clock minimum, robust to a loaded machine); the last line is ``step_s=<median seconds>``. ``fit`` also reports the peak
+resident memory (max RSS) of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+
+def _config(args) -> dict:
+    from omnitrack.model.config import resolve
+
+    return resolve({"preset": args.preset, "num_pairs": args.pairs, "num_points": args.points,
+                    "match_pairs": args.pairs, "device": args.device, "progress": False})
+
+
+def _time(step, warmup: int, steps: int) -> tuple[float, float, float]:
+    for _ in range(warmup):
+        step()
+    wall, cpu = [], []
+    for _ in range(steps):
+        w0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu), min(wall)
+
+
+def bench_deformer(args) -> float:
+    import torch
+
+    from omnitrack.model.scene import Scene
+
+    cfg = _config(args)
+    torch.manual_seed(0)
+    h = w = args.size
+    dh, dw = max(1, int(cfg["depth_res"] * h)), max(1, int(cfg["depth_res"] * w))
+    scene = Scene(args.frames, h, w, 1 + torch.rand(args.frames, dh, dw), cfg)
+    opt = torch.optim.Adam([{"params": scene.deformer.parameters(), "lr": 3e-3},
+                            {"params": [scene.depth.maps], "lr": 5e-3}])
+    g = torch.Generator().manual_seed(1)
+    p, q = args.pairs, args.points
+    fi = torch.randint(0, args.frames, (p,), generator=g)
+    fj = (fi + torch.randint(1, args.frames, (p,), generator=g)) % args.frames
+    x, y = torch.rand(p, q, generator=g) * w, torch.rand(p, q, generator=g) * h
+    target = torch.rand(p, q, 2, generator=g) * w
+
+    def step():
+        prep = scene.deformer.prepare()
+        d = scene.depth.lookup(scene.depth.cells(fi, x, y))
+        x2, y2, _ = scene.correspond(prep, fi, fj, x, y, d)
+        loss = (torch.stack([x2, y2], -1) - target).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    wall, cpu, best = _time(step, args.warmup, args.steps)
+    print(f"deformer: {p} pairs x {q} points, {args.frames} frames, threads={torch.get_num_threads()}: "
+          f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s")
+    return wall
+
+
+def bench_fit(args) -> float:
+    import torch
+
+    from omnitrack.model.training import _build
+    from omnitrack.model.synthetic import make_video, write_inputs
+
+    cfg = _config(args)
+    video = make_video(args.frames, args.size, args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = write_inputs(video, tmp, window=cfg["partner_window"], num_matches=32)
+        trainer = _build(inputs["frames"], cfg, inputs["masks_dir"], inputs["matches_path"], None, print)
+        wall, cpu, best = _time(trainer.one_step, args.warmup, args.steps)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"fit: {args.pairs} pairs x {args.points} points (+ {cfg['match_pairs']} x {cfg['match_points']} matches), "
+          f"{args.frames} frames of {args.size}x{args.size}, threads={torch.get_num_threads()}: "
+          f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s, peak RSS {rss_mb:.0f} MB")
+    return wall
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m omnitrack.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["deformer", "fit"])
+    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--points", type=int, default=1024)
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--size", type=int, default=160, help="frame height and width (pixels)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--preset", default="paper", choices=["paper", "cpu"], help="model sizes and loss weights")
+    ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    args = ap.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seconds = bench_deformer(args) if args.what == "deformer" else bench_fit(args)
+    print(f"step_s={seconds:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The nvp method: per-video optimisation of the CaDeX++ invertible deformation (OmniTrackFast).
+
+Library API::
+
+    tracker = fit(frames_or_path, config=None, masks_dir=..., matches_path=None, depth=None,
+                  checkpoint_path=None, log=None)
+    tracks, occluded = tracker.track(query_points)        # [N, 3] (t, y, x) -> [N, T, 2], [N, T]
+    tracker.save(path); Tracker.load(path)
+    default_config("cpu" | "paper")
+
+Workflow entry points: :func:`fit_video` and :func:`predict`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from omnitrack.model.config import default_config
+from omnitrack.model.training import TrainingError, fit
+from omnitrack.model.tracker import Tracker
+
+__all__ = ["default_config", "fit", "fit_video", "predict", "Tracker", "TrainingError"]
+
+
+def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dict | None,
+              loss_path=None, depth_path=None) -> Tracker:
+    """Fit one video from the pipeline's files; the model goes to ``checkpoint_path`` (atomically).
+
+    An interrupted fit resumes from ``<checkpoint_path>.partial``. With ``loss_path``, the loss
+    history (step, total and each term) is written there as CSV. TensorBoard scalars go to
+    ``<checkpoint_path>.tb/`` when tensorboard is installed and config "tensorboard" is true.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    tracker = fit(frames_path, config, masks_dir=masks_dir, matches_path=matches_path, depth=depth_path,
+                  checkpoint_path=checkpoint_path, tensorboard_dir=checkpoint_path.with_name(checkpoint_path.name + ".tb"))
+    if loss_path is not None:
+        import pandas as pd
+
+        from omnitrack.io import atomic_path
+
+        with atomic_path(loss_path) as tmp:
+            pd.DataFrame(tracker.history, columns=["step", "total"] + sorted(
+                {k for row in tracker.history for k in row} - {"step", "total"})).to_csv(tmp, index=False)
+    return tracker
+
+
+def predict(checkpoint_path, query_points, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Track ``query_points`` float [N, 3] (t, y, x) with a fitted model -> tracks [N, T, 2], occluded [N, T]."""
+    return Tracker.load(checkpoint_path, device=device).track(query_points)

@@ -1,0 +1,142 @@
+"""Hyper-parameters of the nvp method: the two presets and their validation.
+
+``paper`` is upstream's configuration (§3 of the reference: 96 pairs x 1024 points, 22 000 steps).
+``cpu`` keeps the loss weights and the model except a 48^2 (not 96^2) fine plane, samples 8 pairs x
+512 points and runs 1000 steps (a 24-frame 160x160 video in ~1.5-2.5 min on 2 cores; on the
+synthetic two-layer video: median error 0.04 px, delta_avg 0.99, OA 0.98); every step-based schedule (learning-rate decay, curriculum, match-loss weight, match inlier rule) is
+scaled by steps / 22 000 so the run goes through the same phases.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from omnitrack.errors import InputError
+
+PAPER_STEPS = 22000
+
+PAPER = {
+    "preset": "paper",
+    "device": "auto",  # auto (cuda if available) | cpu | cuda
+    "threads": 0,  # torch CPU threads (0: torch's default); set it to the job's cores to avoid oversubscription
+    "seed": 1234,
+    "steps": PAPER_STEPS,
+    "num_pairs": 96,  # flow pairs per step
+    "num_points": 1024,  # points per flow pair
+    # deformation (CaDeX++)
+    "n_layers": 6,
+    "feature_dim": 32,
+    "plane_res": [12, 96],
+    "time_dim": 16,
+    "time_mult": [1, 5, 13],
+    "time_frames_per_cell": 20,
+    "hidden": [56, 28],
+    # geometry and depth
+    "fov_deg": 40.0,
+    "depth_res": 0.3,
+    "depth_init": 1.0,  # constant initial depth when no depth maps are given
+    "bound_shrink": 0.8,
+    "bound_floor": 0.25,
+    "occlusion_margin": 0.02,
+    "min_depth": 0.01,
+    # flow-pair sampling
+    "partner_window": 12,
+    "partner_sigma": 10.0,
+    "partner_flat": 4,
+    "pair_weight_angle_deg": 60.0,
+    "min_valid_fraction": 0.01,
+    "curriculum_start": 20,
+    "curriculum_inc": 20,
+    "curriculum_every": 100,
+    # long-term matches
+    "match_pairs": 96,
+    "match_points": 64,
+    "match_min": 4,
+    "match_weights": [1.0, 0.1, 0.01],
+    "match_weight_steps": [1000, 2000],
+    "match_inlier_step": 2000,
+    "match_inlier_factor": 2.0,
+    # loss weights
+    "w_flow_grad_max": 0.1,
+    "flow_grad_ramp": 500000,
+    "w_depth_grad": 1.0,
+    "w_depth_cons": 1.0,
+    "w_depth_pred": 100.0,
+    "w_depth_order": 100.0,
+    "order_margin": 0.02,
+    "order_max_gap": 2,
+    "outside_depth_grad_scale": 0.1,
+    "w_match_depth_pred": 100.0,
+    "w_match_depth_cons": 10.0,
+    "w_match_depth_grad": 100.0,
+    # optimiser
+    "lr_deform": 3e-3,
+    "lr_depth": 5e-3,
+    "lr_decay_steps": 5000,
+    "lr_decay_factor": 0.33,
+    "grad_clip_depth": 10.0,
+    # run
+    "checkpoint_every": 1000,
+    "log_every": 10,
+    "progress": True,
+    "tensorboard": True,
+    "track_batch": 262144,  # (query, frame) evaluations per inference chunk
+}
+
+# keys that do not change the optimisation result (a checkpoint with other values still resumes)
+RUN_KEYS = {"device", "threads", "checkpoint_every", "log_every", "progress", "tensorboard", "track_batch"}
+
+CPU_STEPS = 1000
+SCHEDULE_KEYS = ["lr_decay_steps", "curriculum_every", "match_inlier_step", "checkpoint_every"]
+
+
+def _scaled(cfg: dict, steps: int) -> dict:
+    cfg = copy.deepcopy(cfg)
+    f = steps / PAPER_STEPS
+    cfg["steps"] = steps
+    for k in SCHEDULE_KEYS:
+        cfg[k] = max(1, round(cfg[k] * f))
+    cfg["match_weight_steps"] = [max(1, round(s * f)) for s in cfg["match_weight_steps"]]
+    return cfg
+
+
+def default_config(preset: str = "cpu") -> dict:
+    """The full dict of hyper-parameters of a preset ("cpu" or "paper")."""
+    if preset == "paper":
+        return copy.deepcopy(PAPER)
+    if preset == "cpu":
+        cfg = _scaled(PAPER, CPU_STEPS)
+        cfg.update(preset="cpu", num_pairs=8, num_points=512, match_pairs=8, match_points=32, plane_res=[12, 48])
+        return cfg
+    raise InputError("config", f"unknown preset {preset!r}", "use 'cpu' or 'paper'")
+
+
+def resolve(config: dict | None) -> dict:
+    """Merge ``config`` over its preset's defaults (preset 'cpu' unless it names one); reject unknown keys."""
+    config = dict(config or {})
+    cfg = default_config(config.get("preset", "cpu"))
+    unknown = sorted(set(config) - set(cfg))
+    if unknown:
+        raise InputError("config", f"unknown nvp keys {unknown}", f"known keys: {sorted(cfg)}")
+    cfg.update(copy.deepcopy(config))
+    if cfg["device"] not in ("auto", "cpu", "cuda"):
+        raise InputError("config", f"device {cfg['device']!r} is not one of auto, cpu, cuda")
+    for k in ("steps", "num_pairs", "num_points", "n_layers"):
+        if int(cfg[k]) < 1:
+            raise InputError("config", f"{k} must be >= 1, got {cfg[k]}")
+    return cfg
+
+
+def training_keys(cfg: dict) -> dict:
+    """The part of a config that determines the optimisation (compared when resuming)."""
+    return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+
+
+def device_of(cfg: dict):
+    import torch
+
+    if cfg["device"] == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise InputError("config", "device 'cuda' was requested but CUDA is not available", "use device: auto or cpu")
+    return torch.device(cfg["device"])

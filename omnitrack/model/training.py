@@ -1,0 +1,247 @@
+"""The per-video optimisation: sampling, losses, Adam, checkpoints, resume, SIGTERM, NaN guard.
+
+Checkpoints: the final model goes to ``checkpoint_path``; while fitting, a training checkpoint
+(scene, optimiser, scheduler, step, RNG states) is written every ``checkpoint_every`` steps and on
+SIGTERM to ``checkpoint_path + ".partial"`` (a sibling, so a workflow manager deleting the outputs of
+a failed job keeps it). A rerun resumes from it and reaches the same parameters, bit for bit on CPU,
+as an uninterrupted run. Both are tied to the video (inputs.identity): another video's checkpoint is
+an InputError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from omnitrack.errors import OmnitrackError
+from omnitrack.model.checkpoint import check_identity, partial_path, read_checkpoint, write_checkpoint
+from omnitrack.model.config import device_of, resolve, training_keys
+from omnitrack.model.depth import map_size, resize_nearest
+from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
+from omnitrack.model.losses import flow_losses, match_losses
+from omnitrack.model.sampling import FlowSampler, MatchSampler
+from omnitrack.model.scene import Scene
+from omnitrack.model.tracker import Tracker
+
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+class TrainingError(OmnitrackError):
+    """The optimisation diverged (a non-finite loss term or parameter)."""
+
+
+def _stderr(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+class _StopFlag(contextlib.AbstractContextManager):
+    """Installs a SIGTERM handler (main thread only) that only sets ``self.set``."""
+
+    def __init__(self):
+        self.set = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.set = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
+
+
+def _tensorboard(path):
+    if path is None:
+        return contextlib.nullcontext(None)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return contextlib.nullcontext(None)
+    return contextlib.closing(SummaryWriter(str(path)))
+
+
+def _to_torch(batch, device) -> dict:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in vars(batch).items()}
+
+
+class Trainer:
+    """Holds the state of one fit; :meth:`run` performs the steps from ``self.step`` to the end."""
+
+    def __init__(self, scene: Scene, flows: FlowSampler, matches: MatchSampler | None, cfg: dict):
+        self.scene, self.flows, self.matches, self.cfg = scene, flows, matches, cfg
+        self.device = scene.centre.device
+        self.optimizer = torch.optim.Adam([
+            {"params": list(scene.deformer.parameters()), "lr": cfg["lr_deform"]},
+            {"params": [scene.depth.maps], "lr": cfg["lr_depth"]},
+        ], fused=True)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg["lr_decay_steps"], cfg["lr_decay_factor"])
+        self.rng = np.random.default_rng(cfg["seed"])
+        self.step = 0
+        self.history: list[dict] = []  # {"step", "total", <term>...} every log_every steps
+
+    def state(self, ident: dict) -> dict:
+        return {"identity": ident, "config": self.cfg, "shape": [self.scene.num_frames, self.scene.height, self.scene.width],
+                "scene": self.scene.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "complete": False,
+                "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "history": self.history}
+
+    def restore(self, ck: dict) -> None:
+        self.scene.load_state_dict(ck["scene"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        self.step = int(ck["step"])
+        self.history = list(ck["history"])
+
+    def losses(self, step: int) -> dict[str, torch.Tensor]:
+        prep = self.scene.deformer.prepare()
+        flow = _to_torch(self.flows.sample(step, self.rng), self.device)
+        terms = flow_losses(self.scene, prep, flow, step, self.cfg)
+        if self.matches is not None:
+            match = _to_torch(self.matches.sample(self.rng), self.device)
+            terms.update(match_losses(self.scene, prep, match, step, self.cfg))
+        return terms
+
+    def one_step(self) -> dict[str, float]:
+        """One optimisation step; raises TrainingError on a non-finite loss term (parameters untouched)."""
+        terms = self.losses(self.step)
+        total = sum(terms.values())
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        if not math.isfinite(float(total.detach())):
+            bad = next((k for k, v in values.items() if not math.isfinite(v)), "total")
+            raise TrainingError(f"step {self.step}: loss term '{bad}' is {values.get(bad, float(total.detach()))} "
+                                f"(terms: {values})")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_([self.scene.depth.maps], self.cfg["grad_clip_depth"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        values["total"] = float(total.detach())
+        return values
+
+    def finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.scene.parameters())
+
+
+def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, depth, log) -> Trainer:
+    t, h, w = frames.shape[:3]
+    store, mask, counts = load_masks(masks_dir, t, h, w)
+    matches = load_matches(matches_path, t, log)
+    depth_maps = load_depth(depth, t, h, w)
+    torch.manual_seed(cfg["seed"])
+    dh, dw = map_size(h, w, cfg["depth_res"])
+    if depth_maps is None:
+        init = np.full((t, dh, dw), cfg["depth_init"], np.float32)
+    else:
+        init = resize_nearest(depth_maps, dh, dw)
+    scene = Scene(t, h, w, torch.from_numpy(init), cfg).to(device_of(cfg))
+    flows = FlowSampler(store, mask, counts, cfg)
+    match_sampler = None
+    if matches is not None:
+        match_sampler = MatchSampler(*matches, t, cfg)
+        if len(match_sampler) == 0:
+            log(f"warning: {matches_path}: no frame pair has {cfg['match_min']} matches; "
+                f"fitting without the long-term match loss")
+            match_sampler = None
+    return Trainer(scene, flows, match_sampler, cfg)
+
+
+def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path=None, depth=None,
+        checkpoint_path=None, log: Callable[[str], None] | None = None, tensorboard_dir=None) -> Tracker:
+    """Fit the nvp model to one video and return its :class:`Tracker`.
+
+    frames_or_path: uint8 [T, H, W, 3] or a frames npz; masks_dir: the masks stage's directory;
+    matches_path: matches npz or None; depth: float [T, H, W] (array, .npy or .npz 'depth') or None
+    (constant start); checkpoint_path: where the final model is written (an existing up-to-date one
+    is returned without refitting; an interrupted fit resumes from ``<checkpoint_path>.partial``).
+    """
+    log = log or _stderr
+    cfg = resolve(config)
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    frames, _ = load_video(frames_or_path)
+    ident = identity(frames)
+    final = Path(checkpoint_path) if checkpoint_path is not None else None
+    if final is not None and final.exists():
+        ck = read_checkpoint(final)
+        check_identity(final, ck, frames)
+        if ck.get("complete") and training_keys(ck["config"]) == training_keys(cfg):
+            log(f"{final}: already fitted with this configuration; not refitting")
+            return Tracker.from_state({**ck, "config": cfg})
+        log(f"{final}: fitted with another configuration; refitting")
+
+    trainer = _build(frames, cfg, masks_dir, matches_path, depth, log)
+    partial = partial_path(final) if final is not None else None
+    if partial is not None and partial.exists():
+        ck = read_checkpoint(partial)
+        check_identity(partial, ck, frames)
+        if training_keys(ck["config"]) == training_keys(cfg):
+            trainer.restore(ck)
+            log(f"{partial}: resuming at step {trainer.step}")
+        else:
+            log(f"warning: {partial} was written with another configuration; starting again")
+    _run(trainer, cfg, ident, partial, log, tensorboard_dir)
+    tracker = Tracker(trainer.scene, cfg, ident, trainer.history)
+    if final is not None:
+        tracker.save(final)
+        if partial.exists():
+            partial.unlink()
+    return tracker
+
+
+def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, log, tensorboard_dir) -> None:
+    from tqdm import tqdm
+
+    steps = int(cfg["steps"])
+    last_saved = trainer.step if partial is not None and partial.exists() else None
+
+    def save() -> None:
+        nonlocal last_saved
+        if partial is None:
+            return
+        if not trainer.finite():
+            raise TrainingError(f"step {trainer.step}: parameters became NaN or inf (a non-finite gradient); "
+                                f"last good checkpoint: {partial} (step {last_saved})")
+        write_checkpoint(partial, trainer.state(ident))
+        last_saved = trainer.step
+
+    bar = tqdm(total=steps, initial=trainer.step, file=sys.stderr, disable=not cfg["progress"],
+               dynamic_ncols=True, mininterval=1.0, desc="nvp fit")
+    with _StopFlag() as stop, bar, _tensorboard(tensorboard_dir if cfg["tensorboard"] else None) as tb:
+        while trainer.step < steps:
+            try:
+                values = trainer.one_step()
+            except TrainingError as e:
+                where = f"{partial} (step {last_saved})" if last_saved is not None else "none was written"
+                raise TrainingError(f"{e}; last good checkpoint: {where}") from None
+            bar.update(1)
+            if trainer.step % cfg["log_every"] == 0 or trainer.step == steps:
+                bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
+                trainer.history.append({"step": trainer.step, **values})
+                if tb is not None:
+                    for k, v in values.items():
+                        tb.add_scalar(f"loss/{k}", v, trainer.step)
+            if trainer.step < steps and (trainer.step % cfg["checkpoint_every"] == 0 or stop.set):
+                save()
+            if stop.set:
+                where = f"checkpoint saved to {partial}" if partial is not None else "no checkpoint path, progress lost"
+                log(f"SIGTERM received: stopped after step {trainer.step}/{steps}; {where}; rerun to resume")
+                raise SystemExit(SIGTERM_EXIT)

@@ -1,0 +1,170 @@
+"""The nvp fit end to end on tiny synthetic videos: accuracy, short videos, checkpoints, resume, NaN."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from omnitrack.data.frames import save_frames
+from omnitrack.errors import InputError
+from omnitrack.model import Tracker, TrainingError, default_config, fit, fit_video, predict
+from omnitrack.model.checkpoint import partial_path, read_checkpoint
+from omnitrack.model.synthetic import make_video, write_inputs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_config(**kw):
+    cfg = default_config("cpu")
+    cfg.update(num_pairs=4, num_points=128, match_pairs=4, match_points=16, progress=False,
+               plane_res=[8, 32], feature_dim=16, hidden=[32, 16], device="cpu", threads=1)
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def video12(tmp_path_factory):
+    """12 frames of 48x48, with matches; frames also saved as a frames npz."""
+    out = tmp_path_factory.mktemp("v12")
+    video = make_video(12, 48, 48, v_front=(1.0, 0.5), v_back=(-0.5, 0.0))
+    inputs = write_inputs(video, out, num_matches=8)
+    save_frames(out / "frames.npz", inputs["frames"], {"video": "v12", "source": "synthetic", "fps": 10,
+                                                      "source_size": [48, 48], "has_gt": True})
+    return video, inputs, out / "frames.npz"
+
+
+def params(tracker_or_path):
+    ck = read_checkpoint(tracker_or_path) if isinstance(tracker_or_path, Path) else None
+    state = ck["scene"] if ck else tracker_or_path.scene.state_dict()
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def test_translating_texture_is_tracked_accurately(tmp_path):
+    video = make_video(12, 64, 64, v_front=(1.5, -0.5), v_back=(1.5, -0.5))  # one rigid translation
+    inputs = write_inputs(video, tmp_path)
+    tracker = fit(inputs["frames"], small_config(steps=250, num_pairs=8, num_points=256),
+                  masks_dir=inputs["masks_dir"])
+    q = np.array([[0, 30.5, 20.5], [6, 40.0, 33.0], [11, 25.25, 50.75]])
+    tracks, occ = tracker.track(q)
+    gt, gt_occ = video.track(q)
+    err = np.linalg.norm(tracks - gt, axis=-1)[~gt_occ]
+    assert np.median(err) < 0.3 and err.max() < 1.5, err
+    assert (occ == gt_occ).mean() > 0.9
+
+
+def test_twelve_frame_video_fits_and_tracks(video12, tmp_path):
+    video, inputs, frames_path = video12
+    ck = tmp_path / "model.pt"
+    loss = tmp_path / "loss.csv"
+    tracker = fit_video(frames_path, inputs["masks_dir"], inputs["matches_path"], ck, small_config(steps=20),
+                        loss_path=loss)
+    assert isinstance(tracker, Tracker) and ck.exists() and not partial_path(ck).exists()
+    history = pd.read_csv(loss)
+    assert history.step.tolist() == list(range(10, 21, 10)) and np.isfinite(history.total).all()
+    assert Tracker.load(ck).history == tracker.history
+    q = np.array([[0, 10.5, 10.5], [5, 30.0, 20.0], [11, 2.0, 47.0]], np.float32)
+    tracks, occ = predict(ck, q)
+    assert tracks.shape == (3, 12, 2) and occ.shape == (3, 12) and tracks.dtype == np.float32
+    for n, (t, y, x) in enumerate(q):
+        assert tuple(tracks[n, int(t)]) == (x, y) and not occ[n, int(t)]  # i -> i is the query itself
+    grid, grid_occ = Tracker.load(ck).track_grid(3, stride=8)
+    assert grid.shape == (6, 6, 12, 2) and grid_occ.shape == (6, 6, 12)
+    np.testing.assert_allclose(grid[1, 2, 3], [16.5, 8.5])
+
+
+def test_existing_final_checkpoint_is_reused(video12, tmp_path):
+    _, inputs, frames_path = video12
+    ck = tmp_path / "model.pt"
+    fit_video(frames_path, inputs["masks_dir"], None, ck, small_config(steps=5))
+    stamp = ck.stat().st_mtime_ns
+    messages = []
+    fit(frames_path, small_config(steps=5), masks_dir=inputs["masks_dir"], checkpoint_path=ck, log=messages.append)
+    assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
+
+
+def test_checkpoint_of_another_video_is_rejected(video12, tmp_path):
+    _, inputs, frames_path = video12
+    ck = tmp_path / "model.pt"
+    fit_video(frames_path, inputs["masks_dir"], None, ck, small_config(steps=3))
+    other = inputs["frames"].copy()
+    other[5] = 255 - other[5]
+    with pytest.raises(InputError, match=r"model\.pt: checkpoint belongs to another video"):
+        fit(other, small_config(steps=3), masks_dir=inputs["masks_dir"], checkpoint_path=ck)
+    with pytest.raises(InputError, match="another video"):
+        Tracker.load(ck, frames=other[:10])
+
+
+def test_nan_loss_stops_naming_step_and_term(video12, tmp_path, monkeypatch):
+    import omnitrack.model.training as fit_module
+
+    _, inputs, _ = video12
+    real = fit_module.flow_losses
+
+    def poisoned(scene, prep, batch, step, cfg):
+        terms = real(scene, prep, batch, step, cfg)
+        if step == 7:
+            terms["depth_pred"] = terms["depth_pred"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(fit_module, "flow_losses", poisoned)
+    ck = tmp_path / "model.pt"
+    with pytest.raises(TrainingError, match=r"step 7: loss term 'depth_pred' is nan.*model\.pt\.partial \(step 5\)"):
+        fit(inputs["frames"], small_config(steps=20, checkpoint_every=5), masks_dir=inputs["masks_dir"],
+            checkpoint_path=ck)
+    assert read_checkpoint(partial_path(ck))["step"] == 5 and not ck.exists()
+
+
+SCRIPT = """
+import sys
+from omnitrack.model import fit_video
+import json
+fit_video(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]))
+"""
+
+
+def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path):
+    import json
+
+    _, inputs, frames_path = video12
+    cfg = small_config(steps=60, checkpoint_every=4)
+    whole = fit(frames_path, cfg, masks_dir=inputs["masks_dir"], matches_path=inputs["matches_path"])
+
+    ck = tmp_path / "model.pt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(frames_path), str(inputs["masks_dir"]),
+                             str(inputs["matches_path"]), str(ck), json.dumps(cfg)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not partial_path(ck).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM received: stopped after step" in err
+    stopped = read_checkpoint(partial_path(ck))["step"]
+    assert 0 < stopped < 60 and not ck.exists()
+
+    messages = []
+    resumed = fit(frames_path, cfg, masks_dir=inputs["masks_dir"], matches_path=inputs["matches_path"],
+                  checkpoint_path=ck, log=messages.append)
+    assert any(f"resuming at step {stopped}" in m for m in messages)
+    a, b = params(whole), params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not partial_path(ck).exists() and ck.exists()
+
+
+def test_same_seed_same_parameters_different_seed_differs(video12):
+    _, inputs, _ = video12
+    runs = [fit(inputs["frames"], small_config(steps=8, seed=s), masks_dir=inputs["masks_dir"]) for s in (1, 1, 2)]
+    p = [params(r) for r in runs]
+    assert all(torch.equal(p[0][k], p[1][k]) for k in p[0])
+    assert not torch.equal(p[0]["deformer.planes"], p[2]["deformer.planes"])

@@ -1,0 +1,192 @@
+"""Inputs, geometry and sampling of the nvp fit: validation errors, camera, bound, streamed batches."""
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+from omnitrack.errors import CacheError, InputError
+from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
+from omnitrack.io import save_npz
+from omnitrack.model import default_config, fit
+from omnitrack.model.config import resolve
+from omnitrack.model.geometry import Camera, scene_bound
+from omnitrack.model.inputs import load_masks
+from omnitrack.model.sampling import FlowSampler, MatchSampler
+from omnitrack.model.synthetic import make_video, write_inputs
+
+
+def cfg(**kw):
+    c = default_config("cpu")
+    c.update(num_pairs=4, num_points=64, progress=False, plane_res=[8, 32], feature_dim=16, hidden=[32, 16],
+             threads=1, steps=3)
+    c.update(kw)
+    return c
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small")
+    video = make_video(24, 40, 40)
+    return video, write_inputs(video, out)
+
+
+def test_presets_are_complete_and_scaled():
+    paper, cpu = default_config("paper"), default_config("cpu")
+    assert set(paper) == set(cpu)
+    assert (paper["num_pairs"], paper["num_points"], paper["steps"]) == (96, 1024, 22000)
+    assert paper["match_weight_steps"] == [1000, 2000] and paper["lr_decay_steps"] == 5000
+    f = cpu["steps"] / 22000
+    assert cpu["lr_decay_steps"] == round(5000 * f) and cpu["match_weight_steps"] == [round(1000 * f), round(2000 * f)]
+    with pytest.raises(InputError, match="unknown nvp keys \\['lr'\\]"):
+        resolve({"lr": 1})
+    with pytest.raises(InputError, match="unknown preset"):
+        default_config("gpu")
+
+
+def test_camera_roundtrip_and_principal_point():
+    cam = Camera(160, 120, 40.0)
+    assert cam.focal == pytest.approx(160 / (2 * np.tan(np.radians(20))))
+    x, y, d = torch.tensor([0.0, 80.0, 159.5]), torch.tensor([0.0, 60.0, 119.0]), torch.tensor([1.0, 2.0, 3.0])
+    X, Y, Z = cam.unproject(x, y, d)
+    assert X[1] == 0 and Y[1] == 0
+    u, v, z = cam.project(X, Y, Z)
+    assert torch.allclose(u, x) and torch.allclose(v, y) and torch.equal(z, d)
+    inside = cam.inside(torch.tensor([-0.1, 0.0, 160.0, 160.1]), torch.tensor([5.0, 5.0, 120.0, 5.0]))
+    assert inside.tolist() == [False, True, True, False]
+
+
+def test_scene_bound_rule():
+    cam = Camera(8, 8)
+    depth = torch.ones(3, 4, 4)
+    depth[0, 0, 0] = 5.0  # one far outlier must not stretch the bound
+    depth[1] = 2.0
+    centre, half = scene_bound(cam, depth, shrink=0.8, floor=0.25)
+    z = depth.reshape(-1)
+    med = z.median()
+    assert centre[2] == med
+    assert half[2] == pytest.approx(max(0.8 * min(med - z.min(), z.max() - med), 0.25 * half.max().item()))
+    flat = scene_bound(cam, torch.ones(2, 4, 4))[1]
+    assert flat[2] == pytest.approx(0.25 * flat.max().item())  # constant depth: floored, not zero
+
+
+def test_masks_of_another_size_are_rejected(small):
+    _, inputs = small
+    with pytest.raises(InputError, match=r"masks: holds flows of a 24-frame 40x40 video, the frames are 24 frames of 48x40"):
+        load_masks(inputs["masks_dir"], 24, 40, 48)
+    with pytest.raises(InputError, match="no masks directory was given"):
+        fit(inputs["frames"], cfg())
+
+
+def test_store_missing_pairs_of_the_window(tmp_path):
+    pairs = window_pairs(6, 2)
+    with FlowWriter(tmp_path / "m", pairs, 6, 8, 8, meta={"masks": {}}) as w:
+        for k in range(len(pairs)):
+            w.put(k, np.zeros((8, 8, 2)))
+    np.save(tmp_path / "m" / "mask.npy", np.ones((len(pairs), 8, 8), np.uint8))
+    np.save(tmp_path / "m" / "counts.npy", np.ones((6, 8, 8), np.uint16))
+    with pytest.raises(CacheError, match=r"m: lacks \d+ pairs of window 5"):
+        FlowSampler(*load_masks(tmp_path / "m", 6, 8, 8), cfg(partner_window=12))
+    FlowSampler(*load_masks(tmp_path / "m", 6, 8, 8), cfg(partner_window=2))
+
+
+def test_nan_depth_is_rejected(small):
+    _, inputs = small
+    depth = np.ones((24, 40, 40), np.float32)
+    depth[7, 3, 3] = np.nan
+    with pytest.raises(InputError, match=r"depth \(array argument\): depth maps contain NaN or inf \(in frames \[7\]\)"):
+        fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], depth=depth)
+
+
+def test_depth_maps_initialise_the_optimised_maps(small, tmp_path):
+    _, inputs = small
+    depth = np.broadcast_to(np.linspace(1, 3, 40, dtype=np.float32)[None, None, :], (24, 40, 40)).copy()
+    save_npz(tmp_path / "depth.npz", depth=depth)
+    tracker = fit(inputs["frames"], cfg(steps=1), masks_dir=inputs["masks_dir"], depth=tmp_path / "depth.npz")
+    init = tracker.scene.depth.initial
+    assert init.shape == (24, 12, 12)
+    assert init[0, 0, 0] < 1.1 and init[0, 0, -1] > 2.9
+
+
+def test_empty_matches_fall_back_to_no_match_loss(small, tmp_path):
+    _, inputs = small
+    path = tmp_path / "matches.npz"
+    save_npz(path, frames=np.zeros((0, 2), np.int32), points=np.zeros((0, 4), np.float32), score=np.zeros(0, np.float32))
+    messages = []
+    fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path, log=messages.append)
+    assert any("holds no matches; fitting without the long-term match loss" in m for m in messages)
+    save_npz(path, frames=np.array([[0, 30]], np.int32), points=np.zeros((1, 4), np.float32), score=np.ones(1, np.float32))
+    with pytest.raises(InputError, match=r"matches\.npz: match frame ids reach 30, the video has 24 frames"):
+        fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path)
+
+
+def test_pixels_drawn_from_reliable_mask_with_count_weights(tmp_path):
+    """Pixel probability ~ 1/sqrt(count + 1) over mask bits 1 or 2; never where the mask is 0."""
+    t, h, w = 4, 4, 4
+    pairs = window_pairs(t, 3)
+    with FlowWriter(tmp_path / "m", pairs, t, h, w, meta={"masks": {}}) as wr:
+        for k in range(len(pairs)):
+            wr.put(k, np.full((h, w, 2), 1.5))
+    mask = np.zeros((len(pairs), h, w), np.uint8)
+    mask[:, 0, 0], mask[:, 0, 1], mask[:, 3, 3] = 1, 2, 1
+    counts = np.zeros((t, h, w), np.uint16)
+    counts[:, 0, 0], counts[:, 0, 1], counts[:, 3, 3] = 0, 3, 8
+    np.save(tmp_path / "m" / "mask.npy", mask)
+    np.save(tmp_path / "m" / "counts.npy", counts)
+    sampler = FlowSampler(*load_masks(tmp_path / "m", t, h, w), cfg(num_pairs=8, num_points=4000, min_valid_fraction=0.0))
+    batch = sampler.sample(0, np.random.default_rng(0))
+    pix = (batch.p1[..., 1] - 0.5) * w + (batch.p1[..., 0] - 0.5)
+    freq = np.bincount(pix.astype(int).ravel(), minlength=h * w) / pix.size
+    want = np.zeros(h * w)
+    want[[0, 1, 15]] = 1 / np.sqrt([1, 4, 9])
+    np.testing.assert_allclose(freq, want / want.sum(), atol=0.01)
+    np.testing.assert_allclose(batch.p2 - batch.p1, 1.5)
+    assert (batch.occluded == (pix == 1)).all()
+    assert (batch.fi != batch.fj).all() and (np.abs(batch.fi - batch.fj) <= 3).all()
+
+
+def test_sampling_reads_only_the_drawn_pixels(tmp_path):
+    """Host memory of a batch does not scale with the store (flows stay memory-mapped)."""
+    video = make_video(24, 96, 96)
+    inputs = write_inputs(video, tmp_path)
+    store = FlowStore(inputs["masks_dir"])
+    whole = store.raw().nbytes
+    sampler = FlowSampler(*load_masks(inputs["masks_dir"], 24, 96, 96), cfg(num_pairs=4, num_points=256))
+    tracemalloc.start()
+    sampler.sample(0, np.random.default_rng(1))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert whole > 10_000_000 and peak < whole / 50, (peak, whole)
+
+
+def test_curriculum_window_grows_from_the_middle(small):
+    _, inputs = small
+    sampler = FlowSampler(*load_masks(inputs["masks_dir"], 24, 40, 40),
+                          cfg(curriculum_start=8, curriculum_inc=8, curriculum_every=10))
+    assert sampler.window(0) == (8, 16) and sampler.window(10) == (4, 20) and sampler.window(25) == (0, 24)
+    batch = sampler.sample(0, np.random.default_rng(2))
+    assert ((batch.fi >= 8) & (batch.fi < 16)).all()
+
+
+def test_match_sampler_fixed_count_per_pair():
+    frames = np.array([[0, 10]] * 50 + [[2, 15]] * 5 + [[3, 20]] * 2)
+    points = np.concatenate([np.tile([1, 2, 3, 4], (50, 1)), np.tile([5, 6, 7, 8], (5, 1)),
+                             np.tile([9, 9, 9, 9], (2, 1))]).astype(np.float32)
+    sampler = MatchSampler(frames, points, 24, cfg(match_pairs=64, match_points=16, match_min=4))
+    assert len(sampler) == 2  # the pair with 2 matches is dropped, the small pair does not shrink the batch
+    b = sampler.sample(np.random.default_rng(3))
+    assert b.p1.shape == (64, 16, 2)
+    fwd = b.fi < b.fj
+    assert fwd.any() and (~fwd).any()  # both directions
+    for n in range(64):
+        pair = {int(b.fi[n]), int(b.fj[n])}
+        assert pair in ({0, 10}, {2, 15})
+        src = [1, 2] if b.fi[n] == 0 else [3, 4] if b.fi[n] == 10 else [5, 6] if b.fi[n] == 2 else [7, 8]
+        assert (b.p1[n] == src).all()
+
+
+def test_config_is_json_serialisable():
+    json.dumps(default_config("paper"))
+    json.dumps(default_config("cpu"))
