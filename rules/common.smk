@@ -1,6 +1,7 @@
 # Helpers shared by rules/*.smk: dataset manifests, input functions, per-stage params and resources.
 # Cheap at parse time: nothing here imports torch or reads video data.
 import json
+from omnitrack.model.config import resolve as resolve_nvp
 from omnitrack.versions import STAGE_VERSIONS
 
 def selected_datasets():
@@ -13,6 +14,8 @@ def selected_datasets():
 
 
 DATASETS = selected_datasets()
+if "nvp" in config["methods"]:
+    resolve_nvp(config["nvp"])  # unknown or invalid nvp keys fail before anything runs
 GT_KINDS = ("synthetic", "tapvid")
 
 

@@ -45,7 +45,7 @@ rule optimise:
         "logs/{dataset}/optimise/{video}.log",
     benchmark:
         "benchmarks/{dataset}/optimise/{video}.tsv"
-    threads: 4
+    threads: 1  # one thread per fit: parallel fits beat a contended thread pool on CPU
     resources:
         gpu=1,
         mem_mb=mem_for(3000, 30),

@@ -67,7 +67,7 @@ def test_twelve_frame_video_fits_and_tracks(video12, tmp_path):
                         loss_path=loss)
     assert isinstance(tracker, Tracker) and ck.exists() and not partial_path(ck).exists()
     history = pd.read_csv(loss)
-    assert history.step.tolist() == list(range(10, 21, 10)) and np.isfinite(history.total).all()
+    assert history.step.tolist() == list(range(10, 21, 10)) and np.isfinite(history.loss).all()
     assert Tracker.load(ck).history == tracker.history
     q = np.array([[0, 10.5, 10.5], [5, 30.0, 20.0], [11, 2.0, 47.0]], np.float32)
     tracks, occ = predict(ck, q)

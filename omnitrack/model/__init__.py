@@ -17,11 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-from omnitrack.model.config import default_config
-from omnitrack.model.training import TrainingError, fit
-from omnitrack.model.tracker import Tracker
+from omnitrack.model.config import default_config, resolve
 
-__all__ = ["default_config", "fit", "fit_video", "predict", "Tracker", "TrainingError"]
+__all__ = ["default_config", "resolve", "fit", "fit_video", "predict", "Tracker", "TrainingError"]
+
+
+def __getattr__(name: str):
+    """Import torch-based parts on first use, so config checks at Snakefile parse time stay light."""
+    if name in ("fit", "TrainingError"):
+        from omnitrack.model import training
+
+        return getattr(training, name)
+    if name == "Tracker":
+        from omnitrack.model.tracker import Tracker
+
+        return Tracker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dict | None,
@@ -29,9 +40,11 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
     """Fit one video from the pipeline's files; the model goes to ``checkpoint_path`` (atomically).
 
     An interrupted fit resumes from ``<checkpoint_path>.partial``. With ``loss_path``, the loss
-    history (step, total and each term) is written there as CSV. TensorBoard scalars go to
+    history (columns step, loss and one per loss term) is written there as CSV. TensorBoard scalars go to
     ``<checkpoint_path>.tb/`` when tensorboard is installed and config "tensorboard" is true.
     """
+    from omnitrack.model.training import fit
+
     checkpoint_path = Path(checkpoint_path)
     tracker = fit(frames_path, config, masks_dir=masks_dir, matches_path=matches_path, depth=depth_path,
                   checkpoint_path=checkpoint_path, tensorboard_dir=checkpoint_path.with_name(checkpoint_path.name + ".tb"))
@@ -40,12 +53,15 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
 
         from omnitrack.io import atomic_path
 
+        terms = sorted({k for row in tracker.history for k in row} - {"step", "total"})
+        table = pd.DataFrame(tracker.history, columns=["step", "total", *terms]).rename(columns={"total": "loss"})
         with atomic_path(loss_path) as tmp:
-            pd.DataFrame(tracker.history, columns=["step", "total"] + sorted(
-                {k for row in tracker.history for k in row} - {"step", "total"})).to_csv(tmp, index=False)
+            table.to_csv(tmp, index=False)
     return tracker
 
 
 def predict(checkpoint_path, query_points, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Track ``query_points`` float [N, 3] (t, y, x) with a fitted model -> tracks [N, T, 2], occluded [N, T]."""
+    from omnitrack.model.tracker import Tracker
+
     return Tracker.load(checkpoint_path, device=device).track(query_points)

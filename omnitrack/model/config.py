@@ -117,7 +117,7 @@ def resolve(config: dict | None) -> dict:
     cfg = default_config(config.get("preset", "cpu"))
     unknown = sorted(set(config) - set(cfg))
     if unknown:
-        raise InputError("config", f"unknown nvp keys {unknown}", f"known keys: {sorted(cfg)}")
+        raise InputError("config nvp", f"unknown keys {unknown}", f"known keys: {sorted(cfg)}")
     cfg.update(copy.deepcopy(config))
     if cfg["device"] not in ("auto", "cpu", "cuda"):
         raise InputError("config", f"device {cfg['device']!r} is not one of auto, cpu, cuda")
