@@ -81,20 +81,20 @@ class _Features:
         return self._frames[t]
 
     def _sample(self, t: int, xy: np.ndarray):
-        """Descriptors of frame t at pixel points xy [N, 2] -> [N, C] (border replicated)."""
+        """Descriptors of frame t at pixel points xy [N, 2] -> [C, N] (border replicated)."""
         import torch
         import torch.nn.functional as F
         _, _, h, w = self._frame(t).shape
         g = torch.from_numpy(2 * xy / (np.array([w, h]) * self.cell) - 1).float()[None, None]
-        return F.grid_sample(self._frame(t), g, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
+        return F.grid_sample(self._frame(t), g, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
 
     def cosine(self, i: int, xy_i: np.ndarray, j: int, xy_j: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """float32 [N]: cosine of frame i's descriptor at xy_i [N, 2] and frame j's at xy_j [N, 2]."""
-        import torch.nn.functional as F
         out = np.empty(len(xy_i), np.float32)
         for s in range(0, len(xy_i), chunk):
             a, b = self._sample(i, xy_i[s:s + chunk]), self._sample(j, xy_j[s:s + chunk])
-            out[s:s + chunk] = F.cosine_similarity(a, b, dim=1).numpy()
+            norms = (a.square().sum(0) * b.square().sum(0)).sqrt().clamp_min(1e-12)
+            out[s:s + chunk] = ((a * b).sum(0) / norms).numpy()
         return out
 
 
