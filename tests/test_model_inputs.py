@@ -80,16 +80,25 @@ def test_masks_of_another_size_are_rejected(small):
         fit(inputs["frames"], cfg())
 
 
-def test_store_missing_pairs_of_the_window(tmp_path):
-    pairs = window_pairs(6, 2)
-    with FlowWriter(tmp_path / "m", pairs, 6, 8, 8, meta={"masks": {}}) as w:
+def _store(path, pairs, t=6):
+    with FlowWriter(path, pairs, t, 8, 8, meta={"masks": {}}) as w:
         for k in range(len(pairs)):
             w.put(k, np.zeros((8, 8, 2)))
-    np.save(tmp_path / "m" / "mask.npy", np.ones((len(pairs), 8, 8), np.uint8))
-    np.save(tmp_path / "m" / "counts.npy", np.ones((6, 8, 8), np.uint16))
-    with pytest.raises(CacheError, match=r"m: lacks \d+ pairs of window 5"):
-        FlowSampler(*load_masks(tmp_path / "m", 6, 8, 8), cfg(partner_window=12))
-    FlowSampler(*load_masks(tmp_path / "m", 6, 8, 8), cfg(partner_window=2))
+    np.save(path / "mask.npy", np.ones((len(pairs), 8, 8), np.uint8))
+    np.save(path / "counts.npy", np.ones((t, 8, 8), np.uint16))
+    return load_masks(path, t, 8, 8)
+
+
+def test_store_missing_pairs_of_the_window(tmp_path):
+    holed = [p for p in window_pairs(6, 2) if p != (1, 3)]
+    with pytest.raises(CacheError, match=r"m: lacks 1 pairs of window 2, e.g. \[\(1, 3\)\]"):
+        FlowSampler(*_store(tmp_path / "m", holed), cfg(partner_window=12))
+
+
+def test_a_smaller_flow_window_limits_the_partners(tmp_path):
+    sampler = FlowSampler(*_store(tmp_path / "m", window_pairs(6, 2)), cfg(partner_window=12))
+    i, j = np.nonzero(sampler.pair_index >= 0)
+    assert np.abs(i - j).max() == 2 and len(i) == len(window_pairs(6, 2))
 
 
 def test_nan_depth_is_rejected(small):

@@ -28,7 +28,7 @@ from tests.workflow_utils import REPO, TINY, make_workdir, snakemake
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-CONFIG = {**TINY, "methods": ["chain", "nvp"]}
+CONFIG = TINY
 LONGEST_RULE = "optimise"  # scancel'ed while it runs
 CANCEL_TARGET = "results/synthetic/predictions/nvp/{video}.first.npz"  # needs one LONGEST_RULE job
 FAIL_RULE = "matches"  # its rule scales mem_mb and runtime with `attempt`

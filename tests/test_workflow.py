@@ -17,14 +17,17 @@ def finished_run(tmp_path_factory):
 
 def test_demo_produces_the_summary(finished_run):
     summary = pd.read_csv(finished_run / "results/summary.csv")
-    assert set(zip(summary.method, summary.query_mode)) == {("chain", "first"), ("chain", "strided")}
+    assert set(zip(summary.method, summary.query_mode)) == {(m, q) for m in ("chain", "nvp") for q in ("first", "strided")}
     assert (summary.videos == 2).all()
     assert summary.average_jaccard.between(0.05, 1).all()
     assert summary.occlusion_accuracy.between(0.5, 1).all()
-    for stage in ["frames", "flow", "masks", "features", "matches", "track_chain"]:
+    for stage in ["frames", "flow", "masks", "features", "matches"]:
         assert (summary[f"seconds_{stage}"] > 0).all()
+    chain, nvp = summary[summary.method == "chain"], summary[summary.method == "nvp"]
+    assert (chain.seconds_track_chain > 0).all() and chain.seconds_optimise.isna().all()
+    assert (nvp.seconds_optimise > 0).all() and (nvp.seconds_track_nvp > 0).all()
     per_video = pd.read_csv(finished_run / "results/synthetic/summary.csv")
-    assert len(per_video) == 4 and set(per_video.video) == {"synth_000", "synth_001"}
+    assert len(per_video) == 8 and set(per_video.video) == {"synth_000", "synth_001"}
     assert set(per_video.match_features) == {"sift"} and set(per_video.flow) == {"dis"}
 
 
@@ -37,8 +40,10 @@ def test_changing_a_matching_parameter_reruns_only_matches_and_downstream(finish
     (finished_run / "override.yaml").write_text("matches: {min_gap: 9}\n")
     out = snakemake(finished_run, "-n", "--configfile", "config.yaml", "override.yaml")
     jobs = planned_jobs(out.stdout)
-    assert jobs == {"matches": 2, "track_chain": 4, "evaluate": 4, "summarise_dataset": 1, "summarise": 1,
-                    "all": 1}, out.stdout
+    downstream = {"matches": 2, "track_chain": 4, "optimise": 2, "track_nvp": 4, "evaluate": 8,
+                  "summarise_dataset": 1, "summarise": 1, "all": 1}
+    assert {rule: n for rule, n in jobs.items() if rule in downstream} == downstream, out.stdout
+    assert set(jobs) - set(downstream) <= {"visualise", "plots", "plot_loss", "summary_page"}, out.stdout
 
 
 def test_bad_config_names_the_key(tmp_path):

@@ -16,7 +16,8 @@ WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "schemas", "profiles
 TINY = {
     "datasets": {"synthetic": {"kind": "synthetic", "num_videos": 2, "num_frames": 12, "size": [96, 96],
                                "seed": 0}},
-    "methods": ["chain"],
+    "methods": ["chain", "nvp"],
+    "nvp": {"preset": "cpu", "steps": 40},
     "query_modes": ["first", "strided"],
     "device": "cpu",
     "flow": {"method": "dis", "window": 4},

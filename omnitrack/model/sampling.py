@@ -5,7 +5,11 @@ first frames i uniformly from a centred curriculum window (``curriculum_start`` 
 ``curriculum_inc`` every ``curriculum_every`` steps) and a partner j within +-``partner_window`` with
 probability ~ Normal pdf(max(|i-j|, partner_flat) / partner_sigma), among the pairs of the store
 with enough reliable pixels. Pixels of a pair are drawn (with replacement) with probability
-proportional to 1/sqrt(count_i + 1) over reliable mask pixels (bit 1 or 2). Only the drawn pairs'
+proportional to 1/sqrt(count_i + 1) over reliable mask pixels (bit 1 or 2); with ``error_sampling``
+(not upstream: OmniMotion's error-driven sampling, online) that weight is multiplied by the recent
+flow error of the pixel's ``error_cell`` x ``error_cell`` cell in frame i plus ``error_floor`` px, an
+exponential moving average of the per-point errors the trainer feeds back (:meth:`update`), so the
+pixels the model does not fit yet (small independently moving objects) are drawn more often. Only the drawn pairs'
 mask rows and the drawn pixels' flows are read from the memory-mapped store, so host memory does
 not grow with the number of frames or pairs. The pair weight is cos((|i-j| - 1) / window * angle).
 
@@ -51,7 +55,9 @@ class FlowSampler:
         self.cfg = cfg
         t, h, w = store.num_frames, store.height, store.width
         self.num_frames = t
-        window = int(cfg["partner_window"])
+        # partners lie within partner_window, or within the flow window when the store's is smaller
+        # (a store missing pairs of its own window is an error)
+        window = min(int(cfg["partner_window"]), max(abs(i - j) for i, j in store.pairs))
         store.check_window(min(window, t - 1))
         min_valid = max(1, int(cfg["min_valid_fraction"] * h * w))
         self.pair_index = np.full((t, t), -1, np.int64)
@@ -68,6 +74,39 @@ class FlowSampler:
                                          f"mask pixels; the masks are empty or the video is too short")
         self.cdf = np.cumsum(prob / np.maximum(total, 1e-300), 1)
         self.cdf[self.has_partner, -1] = 1.0
+        self.error = None  # error map [T, cells] (px; -1 = not seen yet), with error_sampling only
+        if cfg["error_sampling"]:
+            cell = int(cfg["error_cell"])
+            self.cells_x = -(-w // cell)
+            rows, cols = np.divmod(np.arange(h * w), w)
+            self.pixel_cell = (rows // cell) * self.cells_x + cols // cell
+            self.error = np.full((t, self.pixel_cell.max() + 1), -1.0)
+
+    def error_weight(self, frame: int) -> np.ndarray:
+        """Pixel weight factor [H * W] of ``frame``: its cell's error (unseen cells: the frame's
+        largest, 1 px if none is seen) + ``error_floor``."""
+        e = self.error[frame]
+        seen = e >= 0
+        e = np.where(seen, e, e[seen].max() if seen.any() else 1.0)
+        return (e + self.cfg["error_floor"])[self.pixel_cell]
+
+    def update(self, fi: np.ndarray, p1: np.ndarray, error: np.ndarray) -> None:
+        """Feed back per-point flow errors [B, Q] of a batch (fi [B], p1 [B, Q, 2]) into the error map:
+        each touched cell moves to its batch mean by the fraction ``error_ema`` (a first sighting sets it)."""
+        if self.error is None:
+            return
+        cell = int(self.cfg["error_cell"])
+        col = (p1[..., 0] // cell).astype(np.int64)
+        row = (p1[..., 1] // cell).astype(np.int64)
+        key = (np.broadcast_to(fi[:, None], row.shape) * self.error.shape[1] + row * self.cells_x + col).ravel()
+        sums = np.bincount(key, error.ravel().astype(np.float64), self.error.size)
+        counts = np.bincount(key, minlength=self.error.size)
+        flat = self.error.reshape(-1)
+        hit = counts > 0
+        mean = sums[hit] / counts[hit]
+        old = flat[hit]
+        a = float(self.cfg["error_ema"])
+        flat[hit] = np.where(old < 0, mean, (1 - a) * old + a * mean)
 
     def window(self, step: int) -> tuple[int, int]:
         """Curriculum: the frames [lo, hi) from which first frames are drawn at ``step``."""
@@ -92,6 +131,8 @@ class FlowSampler:
         for n in range(b):
             m = np.asarray(self.mask[ks[n]]).reshape(-1)
             weight = (m & 3 != 0) / np.sqrt(np.asarray(self.counts[fi[n]], np.float32).reshape(-1) + 1)
+            if self.error is not None:
+                weight = weight * self.error_weight(fi[n])
             cdf = np.cumsum(weight, dtype=np.float64)
             flat[n] = np.minimum(np.searchsorted(cdf, rng.random(q) * cdf[-1], side="right"), h * w - 1)
             codes[n] = m[flat[n]]
