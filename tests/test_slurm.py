@@ -32,7 +32,7 @@ CONFIG = TINY
 LONGEST_RULE = "optimise"  # scancel'ed while it runs
 CANCEL_TARGET = "results/synthetic/predictions/nvp/{video}.first.npz"  # needs one LONGEST_RULE job
 FAIL_RULE = "matches"  # its rule scales mem_mb and runtime with `attempt`
-RUN_TIMEOUT = 240  # seconds, per Snakemake run (SIGKILL)
+RUN_TIMEOUT = 600  # seconds, per Snakemake run (SIGKILL); a quiet 2-core machine needs about 3 minutes
 
 OVERLAY = {  # the test cluster: no accounting daemon, no accounts, partitions cpu and gpu
     "slurm-no-account": True,
