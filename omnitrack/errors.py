@@ -26,16 +26,33 @@ class InputError(OmnitrackError, ValueError):
         super().__init__(message)
 
 
+def cache_output(path: str | Path) -> Path:
+    """The workflow output a cached file belongs to, i.e. what to delete to recompute it.
+
+    Flow and masks stores are directories (docs/formats.md): their members (``*.npy``, ``meta.json``)
+    are recomputed by deleting the store directory; any other file is its own output.
+    """
+    path = Path(path)
+    return path.parent if path.suffix == ".npy" or path.name == "meta.json" else path
+
+
 class CacheError(InputError):
     """An intermediate file written by an earlier stage is truncated or does not match.
 
-    The hint tells the user how to recompute it; the file is never consumed.
+    The message names the file and the command that recomputes it (delete the output holding it,
+    then rerun); the file is never consumed.
     """
 
     def __init__(self, path: str | Path, problem: str):
-        super().__init__(
-            path,
-            problem,
-            hint=f"delete it and rerun, e.g. `rm -r {path} && snakemake --cores N`, "
-            f"or `snakemake --cores N --forcerun <rule>` for the rule that writes it",
-        )
+        self.output = str(cache_output(path))
+        super().__init__(path, problem,
+                         hint=f"not used; recompute it with `rm -r {self.output} && snakemake --cores N`")
+
+
+class OutOfMemory(OmnitrackError, MemoryError):
+    """A stage ran out of host or GPU memory; the message names the setting that lowers its footprint."""
+
+    def __init__(self, path: str | Path, stage: str, setting: str, cause: BaseException):
+        self.path, self.stage, self.setting = str(path), stage, setting
+        super().__init__(f"{self.path}: the {stage} stage ran out of memory ({type(cause).__name__}: "
+                         f"{str(cause).strip()[:300]}); lower {setting} and rerun")

@@ -2,6 +2,8 @@
 
 Every file a stage produces is first written under a temporary name in the same directory
 and renamed into place, so a killed job never leaves a half-written output behind.
+Large arrays are written row by row (:class:`NpyRows`) rather than through a writable memory map,
+whose written pages would stay in the process's resident set.
 """
 
 from __future__ import annotations
@@ -118,3 +120,55 @@ def open_npy(path: str | Path, shape: tuple[int, ...], dtype) -> np.ndarray:
     if tuple(a.shape) != tuple(shape) or a.dtype != np.dtype(dtype):
         raise CacheError(path, f"holds {a.dtype} {tuple(a.shape)}, its metadata says {np.dtype(dtype)} {tuple(shape)}")
     return a
+
+
+class NpyRows:
+    """An .npy file of fixed ``shape`` written and read one row (first-axis index) at a time.
+
+    Rows go through ``os.pwrite``/``os.pread``: unlike a writable ``np.memmap``, no page of the file
+    stays mapped into the process, so the resident set holds one row however large the file (the
+    kernel's page cache is not counted and is reclaimable). Drop-in for
+    ``np.lib.format.open_memmap(path, mode="w+", dtype=..., shape=...)`` where whole rows are assigned
+    (``a[k] = row``, a scalar fills the row) and read (``a[k]``, a read-only copy).
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype):
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        with open(self.path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            self.offset = f.tell()
+            f.truncate(self.offset + self.shape[0] * self.row_bytes)
+        self._fd = os.open(self.path, os.O_RDWR)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _where(self, k) -> int:
+        k = int(k)
+        if not 0 <= k < self.shape[0]:
+            raise IndexError(f"{self.path}: row {k} outside [0, {self.shape[0]})")
+        return self.offset + k * self.row_bytes
+
+    def __setitem__(self, k: int, row) -> None:
+        row = np.broadcast_to(np.asarray(row).astype(self.dtype, copy=False), self.row_shape)
+        os.pwrite(self._fd, np.ascontiguousarray(row).tobytes(), self._where(k))
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        data = os.pread(self._fd, self.row_bytes, self._where(k))
+        return np.frombuffer(data, self.dtype).reshape(self.row_shape)
+
+    def flush(self) -> None:
+        """Nothing to do (every row is in the file once assigned); kept for np.memmap compatibility."""
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        self.close()

@@ -35,7 +35,7 @@ import numpy as np
 
 from omnitrack.errors import CacheError
 from omnitrack.flow.store import SCALE, FlowStore, encode
-from omnitrack.io import atomic_path, open_npy, write_json
+from omnitrack.io import NpyRows, atomic_path, open_npy, write_json
 
 RELIABLE, OCCLUDED = 1, 2
 APPEARANCE_MIN_GAP = 3
@@ -156,9 +156,9 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        flow_out = np.lib.format.open_memmap(tmp / "flow.npy", mode="w+", dtype=np.int16, shape=(len(pairs), h, w, 2))
-        mask = np.lib.format.open_memmap(tmp / "mask.npy", mode="w+", dtype=np.uint8, shape=(len(pairs), h, w))
-        counts = np.lib.format.open_memmap(tmp / "counts.npy", mode="w+", dtype=np.uint16, shape=(t, h, w))
+        flow_out = NpyRows(tmp / "flow.npy", (len(pairs), h, w, 2), np.int16)
+        mask = NpyRows(tmp / "mask.npy", (len(pairs), h, w), np.uint8)
+        counts = NpyRows(tmp / "counts.npy", (t, h, w), np.uint16)
         bar = dict(file=sys.stderr, disable=not progress, unit="frame")
         for i in tqdm(range(t), desc=f"masks {Path(out_dir).name}", **bar):
             for k in by_source.get(i, []):
@@ -176,11 +176,10 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
                               chain_appearance_th, chain_rgb_th)
             else:
                 for k in ks:
-                    flow_out[k] = flow_store.raw(k)
+                    flow_out[k] = encode(flow_store.get(*pairs[k]))
             counts[i] = np.sum([mask[k] != 0 for k in ks], axis=0, dtype=np.uint16) if ks else 0
         for a in (flow_out, mask, counts):
-            a.flush()
-        del flow_out, mask, counts
+            a.close()
         write_json(tmp / "meta.json", meta)
 
 

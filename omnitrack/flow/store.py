@@ -10,18 +10,21 @@ centre (c + 0.5, r + 0.5) of frame i to its position in frame j.
 
 Why int16 fixed point: half the size of float32, and uniform steps of 1/32 px (error <= 1/64 px)
 over ±1023 px; float16 (same size) has steps of 0.125 px at 128-256 px displacements and 0.25 px above.
-The file is memory-mapped, so readers hold only the pairs they touch.
+Memory: the writer puts each pair into the file with ``os.pwrite`` (:class:`omnitrack.io.NpyRows`) and
+:meth:`FlowStore.get` reads one pair with ``os.pread``, so neither keeps pages of the (multi-GB) file mapped into the process: peak
+RSS stays at a few pairs, not the file size. :meth:`FlowStore.raw` memory-maps it for gathers.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from omnitrack.errors import CacheError
-from omnitrack.io import atomic_path, open_npy, read_json, write_json
+from omnitrack.io import NpyRows, atomic_path, open_npy, read_json, write_json
 
 SCALE = 32
 LIMIT = np.iinfo(np.int16).max / SCALE
@@ -68,18 +71,20 @@ class FlowWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._tmp.mkdir()
-        shape = (len(self.pairs), self.meta["height"], self.meta["width"], 2)
-        self._arr = np.lib.format.open_memmap(self._tmp / "flow.npy", mode="w+", dtype=np.int16, shape=shape)
+        self._pair_shape = (self.meta["height"], self.meta["width"], 2)
+        self._rows = NpyRows(self._tmp / "flow.npy", (len(self.pairs), *self._pair_shape), np.int16)
         return self
 
     def put(self, k: int, flow: np.ndarray) -> None:
         """flow: float [H, W, 2] pixels for pair k."""
-        self._arr[k] = encode(flow)
+        if not 0 <= k < len(self.pairs) or tuple(np.shape(flow)) != self._pair_shape:
+            raise ValueError(f"{self.path}: pair {k} of {len(self.pairs)} with flow {np.shape(flow)}, "
+                             f"expected {self._pair_shape}")
+        self._rows[k] = encode(flow)
         self._done.add(k)
 
     def __exit__(self, exc_type, exc, tb):
-        self._arr.flush()
-        del self._arr
+        self._rows.close()
         if exc_type is None and len(self._done) != len(self.pairs):
             missing = [self.pairs[k] for k in range(len(self.pairs)) if k not in self._done]
             exc = RuntimeError(f"{self.path}: no flow was written for pairs {missing[:5]}")
@@ -122,7 +127,19 @@ class FlowStore:
         k = self.index.get((int(i), int(j)))
         if k is None:
             raise CacheError(self.path, f"has no flow for pair ({i}, {j}); it holds {len(self.pairs)} pairs")
-        return decode(self._flow[k])
+        return decode(self._read(k))
+
+    def _read(self, k: int) -> np.ndarray:
+        """int16 [H, W, 2] of pair k, read with pread (no page of the file stays mapped)."""
+        nbytes = self.height * self.width * 2 * 2
+        fd = os.open(self.path / "flow.npy", os.O_RDONLY)
+        try:
+            data = os.pread(fd, nbytes, self._flow.offset + k * nbytes)
+        finally:
+            os.close(fd)
+        if len(data) != nbytes:
+            raise CacheError(self.path / "flow.npy", f"is truncated (pair {k} is incomplete)")
+        return np.frombuffer(data, "<i2").reshape(self.height, self.width, 2)
 
     def raw(self, ks: Iterable[int] | slice = slice(None)) -> np.ndarray:
         """The int16 fixed-point array (memory-mapped) for pair indices ``ks``."""
