@@ -161,9 +161,8 @@ def test_truncated_checkpoint_is_reported_not_loaded(tmp_path):
     write_checkpoint(partial, {"step": 5, "scene": {"w": torch.arange(50000.0)}})
     assert read_checkpoint(partial)["step"] == 5
     partial.write_bytes(partial.read_bytes()[: partial.stat().st_size // 2])
-    # an InputError (a CacheError once omnitrack/model adopts it) naming the file and how to get rid of it
-    with pytest.raises(InputError, match=rf"{re.escape(str(partial))}: is not a readable checkpoint .*"
-                                         rf"(delete it|rm -r {re.escape(str(partial))})"):
+    with pytest.raises(CacheError, match=rf"{re.escape(str(partial))}: is not a readable checkpoint, truncated .*"
+                                         rf"rm -r {re.escape(str(partial))} && snakemake"):
         read_checkpoint(partial)
 
 

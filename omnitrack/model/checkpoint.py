@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnitrack.errors import InputError
+from omnitrack.errors import CacheError, InputError
 from omnitrack.io import atomic_path
 from omnitrack.model.inputs import identity
 
@@ -39,8 +39,7 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as e:
-        raise InputError(path, f"is not a readable checkpoint ({type(e).__name__}: {e})",
-                         "delete it to start the fit again") from None
+        raise CacheError(path, f"is not a readable checkpoint, truncated or corrupt ({type(e).__name__}: {e})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise InputError(path, f"is not an nvp checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r}, "
                                f"expected {FORMAT!r})")
