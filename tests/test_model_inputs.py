@@ -199,3 +199,50 @@ def test_match_sampler_fixed_count_per_pair():
 def test_config_is_json_serialisable():
     json.dumps(default_config("paper"))
     json.dumps(default_config("cpu"))
+
+
+def test_error_sampling_draws_high_error_cells_more_often(tmp_path):
+    """Pixel weight x (cell error + floor); unseen cells count as the frame's largest seen error."""
+    t, h, w = 4, 8, 8
+    pairs = window_pairs(t, 3)
+    with FlowWriter(tmp_path / "m", pairs, t, h, w, meta={"masks": {}}) as wr:
+        for k in range(len(pairs)):
+            wr.put(k, np.zeros((h, w, 2)))
+    np.save(tmp_path / "m" / "mask.npy", np.ones((len(pairs), h, w), np.uint8))
+    np.save(tmp_path / "m" / "counts.npy", np.zeros((t, h, w), np.uint16))
+    c = cfg(num_pairs=16, num_points=4000, min_valid_fraction=0.0, error_sampling=True, error_cell=4,
+            error_floor=1.0, error_ema=0.5)
+    sampler = FlowSampler(*load_masks(tmp_path / "m", t, h, w), c)
+    assert sampler.error.shape == (t, 4) and (sampler.error < 0).all()
+    fi = np.arange(t)
+    p1 = np.tile([[[1.5, 1.5], [5.5, 1.5], [1.5, 5.5], [6.5, 6.5]]], (t, 1, 1)).astype(np.float32)
+    sampler.update(fi, p1, np.tile([[9.0, 1.0, 1.0, 1.0]], (t, 1)))
+    np.testing.assert_allclose(sampler.error, np.tile([[9.0, 1.0, 1.0, 1.0]], (t, 1)))
+    sampler.update(fi[:1], p1[:1], np.array([[1.0, 3.0, 1.0, 1.0]]))
+    np.testing.assert_allclose(sampler.error[0], [5.0, 2.0, 1.0, 1.0])  # moving average, rate 0.5
+    batch = sampler.sample(0, np.random.default_rng(0))
+    cell = (batch.p1[..., 1] // 4) * 2 + batch.p1[..., 0] // 4
+    for n in range(c["num_pairs"]):
+        freq = np.bincount(cell[n].astype(int), minlength=4) / c["num_points"]
+        want = sampler.error[batch.fi[n]] + 1.0
+        np.testing.assert_allclose(freq, want / want.sum(), atol=0.03)
+
+
+def test_motion_start_puts_the_independently_moving_square_nearer(tmp_path):
+    from omnitrack.model.depth import map_size
+    from omnitrack.model.motion_init import motion_depth
+
+    video = make_video(12, 64, 64, side=20, v_front=(3.0, 1.0), v_back=(-0.5, 0.25))
+    inputs = write_inputs(video, tmp_path)
+    store, mask, _ = load_masks(inputs["masks_dir"], 12, 64, 64)
+    dh, dw = map_size(64, 64, 0.3)
+    depth = motion_depth(store, mask, dh, dw, cfg(motion_init_sep=0.3))
+    assert depth.shape == (12, dh, dw) and depth.min() >= 0.7 - 1e-6 and depth.max() <= 1.0
+    ys, xs = (np.arange(dh) + 0.5) * 64 / dh, (np.arange(dw) + 0.5) * 64 / dw
+    for t in (0, 6, 11):
+        lo, hi = video.square(t)
+        inner = ((xs[None] > lo[0] + 4) & (xs[None] < hi[0] - 4) & (ys[:, None] > lo[1] + 4) & (ys[:, None] < hi[1] - 4))
+        outer = ~((xs[None] > lo[0] - 4) & (xs[None] < hi[0] + 4) & (ys[:, None] > lo[1] - 4) & (ys[:, None] < hi[1] + 4))
+        assert np.median(depth[t][inner]) < 0.75 and np.median(depth[t][outer]) == 1.0
+    flat = motion_depth(store, mask, dh, dw, cfg(motion_init_sep=0.0))
+    assert (flat == 1.0).all()

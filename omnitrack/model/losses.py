@@ -53,13 +53,19 @@ def _depth_grad(scene: Scene, cells) -> torch.Tensor:
 
 
 def flow_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict) -> dict[str, torch.Tensor]:
-    """batch: fi, fj [B] long; p1, p2 [B, Q, 2]; occluded [B, Q] bool; weight [B]."""
+    """batch: fi, fj [B] long; p1, p2 [B, Q, 2]; occluded [B, Q] bool; weight [B].
+
+    Also sets batch["point_error"] [B, Q]: each point's (|dx| + |dy|) / 2 (detached), which the
+    trainer feeds back to the sampler's error map.
+    """
     fi, fj, p1, p2 = batch["fi"], batch["fj"], batch["p1"], batch["p2"]
     cells1, x2, y2, z2 = _map(scene, prep, fi, fj, p1)
     pred = torch.stack([x2, y2], -1)
     inside = (scene.camera.inside(x2, y2) & (z2.abs() >= cfg["min_depth"])).detach()
     m = inside.to(pred.dtype)
-    err = (pred - p2).abs().sum(-1) * (0.5 * batch["weight"].unsqueeze(1))
+    raw = (pred - p2).abs().sum(-1) * 0.5
+    batch["point_error"] = raw.detach()
+    err = raw * batch["weight"].unsqueeze(1)
     out = {"flow": _mean(err, m)}
 
     w_fg = min(step / cfg["flow_grad_ramp"], cfg["w_flow_grad_max"])

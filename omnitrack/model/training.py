@@ -26,6 +26,7 @@ from omnitrack.model.checkpoint import check_identity, partial_path, read_checkp
 from omnitrack.model.config import device_of, resolve, training_keys
 from omnitrack.model.depth import map_size, resize_nearest
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
+from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.losses import flow_losses, match_losses
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.scene import Scene
@@ -99,7 +100,7 @@ class Trainer:
                 "scene": self.scene.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "complete": False,
                 "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": self.history}
+                "history": self.history, "error_map": self.flows.error}
 
     def restore(self, ck: dict) -> None:
         self.scene.load_state_dict(ck["scene"])
@@ -109,11 +110,16 @@ class Trainer:
         torch.set_rng_state(ck["torch_rng"])
         self.step = int(ck["step"])
         self.history = list(ck["history"])
+        if self.flows.error is not None:
+            self.flows.error[...] = ck["error_map"]
 
     def losses(self, step: int) -> dict[str, torch.Tensor]:
         prep = self.scene.deformer.prepare()
-        flow = _to_torch(self.flows.sample(step, self.rng), self.device)
+        batch = self.flows.sample(step, self.rng)
+        flow = _to_torch(batch, self.device)
         terms = flow_losses(self.scene, prep, flow, step, self.cfg)
+        if self.flows.error is not None:
+            self.flows.update(batch.fi, batch.p1, flow["point_error"].cpu().numpy())
         if self.matches is not None:
             match = _to_torch(self.matches.sample(self.rng), self.device)
             terms.update(match_losses(self.scene, prep, match, step, self.cfg))
@@ -149,7 +155,7 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, depth, log) -
     torch.manual_seed(cfg["seed"])
     dh, dw = map_size(h, w, cfg["depth_res"])
     if depth_maps is None:
-        init = np.full((t, dh, dw), cfg["depth_init"], np.float32)
+        init = motion_depth(store, mask, dh, dw, cfg)
     else:
         init = resize_nearest(depth_maps, dh, dw)
     scene = Scene(t, h, w, torch.from_numpy(init), cfg).to(device_of(cfg))
