@@ -41,7 +41,8 @@ def write_stub_davis(path, videos=DAVIS_VIDEOS):
 def job_blocks(output):
     """rule -> list of {resource: value} of its planned jobs (plus "threads"), from a dry run's listing."""
     blocks = {}
-    for m in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", output, re.M | re.S):
+    # grouped jobs (the per-video CPU group) are listed indented inside their group job
+    for m in re.finditer(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)(?=^\s*\[|^\S|\Z)", output, re.M | re.S):
         res = re.search(r"^\s+resources: (.*)$", m.group(2), re.M)
         items = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
         threads = re.search(r"^\s+threads: (\d+)$", m.group(2), re.M)
@@ -97,6 +98,10 @@ def test_davis_run_plans_the_expected_jobs_per_rule(davis_plan):
         "optimise": n,
         "track_nvp": n * modes,
         "evaluate": n * modes * len(DAVIS["methods"]),
+        "visualise": 3 * modes * len(DAVIS["methods"]),  # the first visualise.max_videos videos
+        "plots": 1,
+        "plot_loss": 1,
+        "summary_page": 1,
         "summarise_dataset": 1,
         "summarise": 1,
         "all": 1,
