@@ -32,7 +32,7 @@ rule summarise_dataset:
             "results/{dataset}/summary.csv",
             caption="../report/summary_dataset.rst",
             category="1. Summary",
-            labels={"table": "per video: {dataset}"},
+            labels={"table": "{dataset}/summary.csv (per video)"},
         ),
     params:
         rows=dataset_rows,
@@ -60,7 +60,7 @@ rule summarise:
             "results/summary.csv",
             caption="../report/summary.rst",
             category="1. Summary",
-            labels={"table": "mean over videos (CSV)"},
+            labels={"table": "summary.csv (all datasets)"},
         ),
     params:
         datasets=sorted(DATASETS),

@@ -107,9 +107,9 @@ def test_report_renders_summary_plots_and_previews(built, browser, tmp_path):
         const t = document.querySelector('#summary');
         return t && t.offsetHeight > 0 ? Array.from(t.tBodies[0].rows, r => Array.from(r.cells, c => c.innerText)) : null;""")
     browser.leave_frames()
-    assert len(rows) == len(summary) == 2
+    assert len(rows) == len(summary) == 4  # (chain, nvp) x (first, strided)
     for cells, (_, expected) in zip(rows, summary.iterrows()):
-        assert cells[:3] == ["synthetic", "chain", expected.query_mode]
+        assert cells[:3] == ["synthetic", expected.method, expected.query_mode]
         assert float(cells[5]) == pytest.approx(expected.average_jaccard, abs=1e-3)
     assert frame["w"] > 400 and frame["h"] > 200
 
