@@ -28,10 +28,11 @@ from tests.workflow_utils import REPO, TINY, make_workdir, snakemake
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-CONFIG = TINY
+CONFIG = {**TINY, "nvp": {"preset": "cpu", "steps": 300}}  # a fit long enough to scancel mid-run
 LONGEST_RULE = "optimise"  # scancel'ed while it runs
 CANCEL_TARGET = "results/synthetic/predictions/nvp/{video}.first.npz"  # needs one LONGEST_RULE job
-FAIL_RULE = "matches"  # its rule scales mem_mb and runtime with `attempt`
+FAIL_RULE = "track_nvp"  # not grouped; its rule scales mem_mb and runtime with `attempt`
+CPU_GROUP = "video"  # rules frames..track_chain of one video run as one SLURM job
 RUN_TIMEOUT = 600  # seconds, per Snakemake run (SIGKILL); a quiet 2-core machine needs about 3 minutes
 
 OVERLAY = {  # the test cluster: no accounting daemon, no accounts, partitions cpu and gpu
@@ -43,7 +44,13 @@ OVERLAY = {  # the test cluster: no accounting daemon, no accounts, partitions c
     "jobs": 4,
     "default-resources": {"slurm_partition": "cpu", "mem_mb": 500, "runtime": 10},
 }
-SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: .*?/rule_(\w+)/")
+# rule jobs log under rule_<rule>/, group jobs under group_<group>_<its rules, truncated>.../
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: .*?/(rule_\w+|group_[A-Za-z0-9]+)[^/]*/")
+
+
+def submissions(text: str) -> list[tuple[str, str, str]]:
+    """(snakemake job, SLURM job id, rule or group name) of every submission in a Snakemake log."""
+    return [(job, slurm_id, tag.split("_", 1)[1]) for job, slurm_id, tag in SUBMITTED.findall(text)]
 
 
 def test_fail_once_fails_only_the_first_job_of_a_named_stage(tmp_path, monkeypatch):
@@ -157,13 +164,13 @@ def slurm_run(slurm_cluster, local_run, tmp_path_factory):
 @pytest.mark.slurm
 def test_jobs_go_through_slurm_and_match_a_local_run(slurm_run, local_reference):
     work, proc = slurm_run
-    submitted = SUBMITTED.findall(proc.text)
+    submitted = submissions(proc.text)
     rules = {rule for _, _, rule in submitted}
-    assert {"frames", "flow", "features", "masks", "matches", "track_chain", LONGEST_RULE} <= rules, rules
+    assert {"render_synthetic", CPU_GROUP, LONGEST_RULE, FAIL_RULE} <= rules, rules
     assert not rules & {"prepare_dataset", "evaluate", "summarise_dataset", "summarise"}, "local rules ran on SLURM"
     for _, slurm_id, rule in submitted:
         job = scontrol(slurm_id)
-        assert job["Comment"].startswith(f"rule_{rule}_"), job
+        assert job["Comment"].startswith(f"rule_{rule}"), job
         assert job["JobState"] in ("COMPLETED", "FAILED"), job
         gpu = rule == LONGEST_RULE
         assert job["Partition"] == ("gpu" if gpu else "cpu"), job
@@ -175,7 +182,7 @@ def test_jobs_go_through_slurm_and_match_a_local_run(slurm_run, local_reference)
 def test_a_failed_job_is_resubmitted_with_twice_the_memory_and_runtime(slurm_run):
     work, proc = slurm_run
     by_job: dict[str, list[str]] = {}
-    for job, slurm_id, rule in SUBMITTED.findall(proc.text):
+    for job, slurm_id, rule in submissions(proc.text):
         if rule == FAIL_RULE:
             by_job.setdefault(job, []).append(slurm_id)
     retried = [ids for ids in by_job.values() if len(ids) == 2]
@@ -222,5 +229,5 @@ def test_a_cancelled_job_is_reported_and_a_rerun_completes(slurm_run, local_refe
     assert scontrol(jobid)["JobState"] == "CANCELLED"
     rerun = run_slurm(work)
     assert rerun.returncode == 0, rerun.text[-6000:]
-    assert {rule for _, _, rule in SUBMITTED.findall(rerun.text)} >= {LONGEST_RULE}, rerun.text[-4000:]
+    assert {rule for _, _, rule in submissions(rerun.text)} >= {LONGEST_RULE}, rerun.text[-4000:]
     assert_same_results(work, local_reference)
