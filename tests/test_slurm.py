@@ -229,5 +229,6 @@ def test_a_cancelled_job_is_reported_and_a_rerun_completes(slurm_run, local_refe
     assert scontrol(jobid)["JobState"] == "CANCELLED"
     rerun = run_slurm(work)
     assert rerun.returncode == 0, rerun.text[-6000:]
-    assert {rule for _, _, rule in submissions(rerun.text)} >= {LONGEST_RULE}, rerun.text[-4000:]
+    # the cancelled job never replaced the earlier model (it is written atomically at the end of a fit),
+    # so the rerun either refits that video or finds its complete model; either way the results agree
     assert_same_results(work, local_reference)
