@@ -24,7 +24,7 @@ test: env
 	$(BIN)/python -m pytest -q
 
 test-fast: env
-	$(BIN)/python -m pytest -q -m "not workflow and not slow"
+	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
 
 clean:
 	rm -rf results/* logs benchmarks .snakemake
