@@ -40,6 +40,9 @@ def test_presets_are_complete_and_scaled():
     assert paper["match_weight_steps"] == [1000, 2000] and paper["lr_decay_steps"] == 5000
     f = cpu["steps"] / 22000
     assert cpu["lr_decay_steps"] == round(5000 * f) and cpu["match_weight_steps"] == [round(1000 * f), round(2000 * f)]
+    longer = resolve({"steps": 4000})  # the cpu preset's schedules follow an overridden length
+    assert longer["lr_decay_steps"] == round(5000 * 4000 / 22000) and longer["match_weight_steps"] == [182, 364]
+    assert resolve({"steps": 4000, "lr_decay_steps": 700})["lr_decay_steps"] == 700
     with pytest.raises(InputError, match=r"config nvp: unknown keys \['lr'\]"):
         resolve({"lr": 1})
     with pytest.raises(InputError, match="unknown preset"):

@@ -138,6 +138,9 @@ def resolve(config: dict | None) -> dict:
     unknown = sorted(set(config) - set(cfg))
     if unknown:
         raise InputError("config nvp", f"unknown keys {unknown}", f"known keys: {sorted(cfg)}")
+    if "steps" in config:  # rescale the preset's step schedules to the new length (explicit keys still win)
+        baseline = {**cfg, **{k: PAPER[k] for k in [*SCHEDULE_KEYS, "match_weight_steps"]}}
+        cfg = _scaled(baseline, int(config["steps"]))
     cfg.update(copy.deepcopy(config))
     if cfg["device"] not in ("auto", "cpu", "cuda"):
         raise InputError("config", f"device {cfg['device']!r} is not one of auto, cpu, cuda")
