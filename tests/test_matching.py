@@ -5,21 +5,10 @@ from omnitrack.errors import CacheError
 from omnitrack.features.descriptors import compute_features
 from omnitrack.features.matching import (coherence_filter, load_matches, long_term_matches, match_defaults,
                                         save_matches)
+from tests.textures import texture
 
 CELL = 8
 SIFT = match_defaults("sift")
-
-
-def texture(height, width, seed=0):
-    """Smooth random RGB texture uint8 [H, W, 3] with detail at several scales (rich for SIFT)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = np.zeros((height, width, 3), np.float32)
-    for sigma in (1.0, 2.5, 6.0):
-        img += cv2.GaussianBlur(rng.normal(size=(height, width, 3)).astype(np.float32), (0, 0), sigma) * sigma
-    img = (img - img.min()) / (img.max() - img.min())
-    return (img * 255).astype(np.uint8)
 
 
 def shifted_video(shifts, height=128, width=160, seed=0):
