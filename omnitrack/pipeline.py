@@ -240,8 +240,9 @@ def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out
 
 
 def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) -> dict:
-    """TAP-Vid metrics of one prediction in 256x256 space."""
-    from omnitrack.evaluation.metrics import compute_tapvid_metrics
+    """TAP-Vid metrics and temporal coherence (None without three consecutive visible frames) of one
+    prediction in 256x256 space."""
+    from omnitrack.evaluation.metrics import compute_tapvid_metrics, temporal_coherence
     from omnitrack.queries import benchmark_queries
 
     pred = load_prediction(prediction_path)
@@ -257,6 +258,8 @@ def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) ->
     metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], (gt_tracks * to256)[None],
                                      pred["occluded"][None], (pred["tracks"] * to256)[None], mode)
     result = {k: float(v[0]) for k, v in metrics.items()}
+    tc = temporal_coherence((gt_tracks * to256)[None], gt_occluded[None], (pred["tracks"] * to256)[None])[0]
+    result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
     result["num_queries"] = int(len(queries))
     write_json(out_path, result)
     log.info("%s/%s: AJ %.3f  delta %.3f  OA %.3f", video, mode, result["average_jaccard"],

@@ -163,7 +163,7 @@ def loss_curves(loss_csvs: list[str | Path], out_png: str | Path, title: str = "
 
 TABLE_COLUMNS = {"dataset": "dataset", "method": "method", "query_mode": "query mode", "videos": "videos",
                  "num_queries": "queries", "average_jaccard": "AJ", "average_pts_within_thresh": "δ avg",
-                 "occlusion_accuracy": "OA", "seconds_total": "s / video", "flow": "flow",
+                 "occlusion_accuracy": "OA", "temporal_coherence": "TC", "seconds_total": "s / video", "flow": "flow",
                  "match_features": "match features"}
 _CSS = ("body{font-family:system-ui,sans-serif;margin:1em;color:#111}"
         "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"

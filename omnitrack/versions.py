@@ -16,6 +16,6 @@ STAGE_VERSIONS = {
     "track_chain": 1,
     "optimise": 1,
     "track_nvp": 1,
-    "evaluate": 1,
+    "evaluate": 2,
     "visualise": 1,
 }

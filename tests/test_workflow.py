@@ -21,6 +21,7 @@ def test_demo_produces_the_summary(finished_run):
     assert (summary.videos == 2).all()
     assert summary.average_jaccard.between(0.05, 1).all()
     assert summary.occlusion_accuracy.between(0.5, 1).all()
+    assert (summary.temporal_coherence > 0).all()  # mean acceleration error (px); no tracker is exact
     for stage in ["frames", "flow", "masks", "features", "matches"]:
         assert (summary[f"seconds_{stage}"] > 0).all()
     chain, nvp = summary[summary.method == "chain"], summary[summary.method == "nvp"]

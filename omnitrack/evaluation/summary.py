@@ -9,7 +9,7 @@ import pandas as pd
 from omnitrack.io import atomic_path, read_json
 
 THRESHOLDS = (1, 2, 4, 8, 16)
-METRICS = (["average_jaccard", "average_pts_within_thresh", "occlusion_accuracy"]
+METRICS = (["average_jaccard", "average_pts_within_thresh", "occlusion_accuracy", "temporal_coherence"]
            + [f"jaccard_{d}" for d in THRESHOLDS] + [f"pts_within_{d}" for d in THRESHOLDS])
 
 

@@ -4,9 +4,8 @@
 ``cpu`` keeps the loss weights and the model except a 48^2 (not 96^2) fine plane, samples 8 pairs x
 512 points and runs 1000 steps (a 24-frame 160x160 video in ~1.5-2.5 min on 2 cores; on the
 synthetic two-layer video: median error 0.04 px, delta_avg 0.99, OA 0.98); every step-based schedule (learning-rate decay, curriculum, match-loss weight, match inlier rule) is
-scaled by steps / 22 000 so the run goes through the same phases. Overriding only ``steps`` keeps
-the preset's schedule (e.g. cpu + steps 4000 decays the learning rate every 227 steps): override the
-schedule keys too, scaled the same way.
+scaled by steps / 22 000 so the run goes through the same phases. Overriding ``steps`` rescales those
+schedules to the new length the same way (keys given explicitly beside it are kept as given).
 
 Two optional, non-upstream knobs for small independently moving objects are off in both presets
 (0 / False = upstream behaviour): ``motion_init_sep`` (motion_init.py: a depth start that puts pixels
