@@ -6,7 +6,7 @@ reruns that stage and everything downstream. Imported at parse time: keep it fre
 """
 
 STAGE_VERSIONS = {
-    "synthetic": 1,
+    "synthetic": 2,
     "prepare": 1,
     "frames": 1,
     "flow": 1,
