@@ -132,3 +132,17 @@ def test_raft_without_weights_is_an_input_error(tmp_path):
     frames = np.zeros((2, 16, 16, 3), np.uint8)
     with pytest.raises(InputError, match="flow.raft.weights: RAFT needs a checkpoint"):
         compute_flows(frames, tmp_path / "v", "raft", window=1, progress=False)
+
+
+def test_flow_accuracy_tool_scores_an_exact_flow_as_zero_and_a_wrong_one_as_its_error():
+    from omnitrack.tools.flow_accuracy import endpoint_errors, sweep_pairs
+
+    assert sweep_pairs(5, 16) == [(0, 1), (0, 2), (0, 3), (0, 4), (4, 3), (4, 2), (4, 1), (4, 0)]
+    points = np.array([[[10.2, 20.7], [13.2, 18.7], [0.0, 0.0]],
+                       [[30.5, 5.5], [33.5, 3.5], [36.5, 1.5]]], np.float32)  # [N=2, T=3, 2], moving (3, -2)/frame
+    occluded = np.array([[False, False, True], [False, False, False]])
+    flow = np.zeros((40, 48, 2), np.float32)
+    flow[...] = (3.0, -2.0)
+    np.testing.assert_allclose(endpoint_errors(flow, points, occluded, 0, 1), [0, 0], atol=1e-5)
+    assert endpoint_errors(flow, points, occluded, 0, 2).shape == (1,)  # the occluded point is left out
+    np.testing.assert_allclose(endpoint_errors(flow, points, occluded, 0, 2), [np.hypot(3, 2)], atol=1e-5)
