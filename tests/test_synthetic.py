@@ -101,7 +101,7 @@ def test_motion_occlusion_and_reappearance(scenes):
             disp.append(np.linalg.norm(p - p[0], axis=-1).max())
             occluded_some.append(s["occluded"][n].any())
             reappear.append(_segments(vis[n]) >= 2)
-    assert np.median(disp) > 5.0  # measured 9-18 px per video at 160x160 (seeds 0-3)
+    assert np.median(disp) > 5.0  # measured 9-18 px per video at 160x160 (videos 0-3 of seed 0)
     assert np.mean(occluded_some) >= 0.2  # measured 0.23-0.48 per video
     assert np.mean(reappear) >= 0.1  # measured 0.15-0.27 per video
 
