@@ -162,9 +162,6 @@ class NpyRows:
         data = os.pread(self._fd, self.row_bytes, self._where(k))
         return np.frombuffer(data, self.dtype).reshape(self.row_shape)
 
-    def flush(self) -> None:
-        """Nothing to do (every row is in the file once assigned); kept for np.memmap compatibility."""
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -255,10 +255,10 @@ def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) ->
                          hint="rerun its track rule")
     to256 = np.array([256.0 / width, 256.0 / height], np.float32)
     q256 = queries * np.array([1.0, 256.0 / height, 256.0 / width], np.float32)
-    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], (gt_tracks * to256)[None],
-                                     pred["occluded"][None], (pred["tracks"] * to256)[None], mode)
+    gt256, pred256 = (gt_tracks * to256)[None], (pred["tracks"] * to256)[None]
+    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, pred["occluded"][None], pred256, mode)
     result = {k: float(v[0]) for k, v in metrics.items()}
-    tc = temporal_coherence((gt_tracks * to256)[None], gt_occluded[None], (pred["tracks"] * to256)[None])[0]
+    tc = temporal_coherence(gt256, gt_occluded[None], pred256)[0]
     result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
     result["num_queries"] = int(len(queries))
     write_json(out_path, result)

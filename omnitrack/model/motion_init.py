@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnitrack.flow.store import SCALE, FlowStore
+from omnitrack.flow.store import FlowStore
 
 
 def independence(store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +37,7 @@ def independence(store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.G
             k = store.index.get((i, j))
             if k is None:
                 continue
-            flow = store.raw()[k].reshape(-1, 2).astype(np.float32) / SCALE
+            flow = store.get(i, j).reshape(-1, 2)
             good = np.nonzero(np.asarray(mask[k]).reshape(-1) & 1)[0]
             if good.size < 8:
                 continue

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     by_gap: dict[int, list[np.ndarray]] = {}
     seconds = count = 0
-    for name, v in videos.items():
+    for v in videos.values():
         frames, (h, w) = v["video"], v["video"].shape[1:3]
         points = v["points"] * np.array([w, h], np.float32)
         pairs = sweep_pairs(len(frames), args.max_gap)
