@@ -3,7 +3,7 @@
 import numpy as np
 
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
-from omnitrack.track.chain import track_queries
+from omnitrack.track.chain import chain_matches, track_queries
 
 T, H, W = 8, 32, 48
 VELOCITY = np.array([1.5, -0.75], np.float32)  # px per frame, x != y
@@ -62,3 +62,17 @@ def test_long_term_match_reanchors_beyond_the_window(tmp_path):
     assert occluded[0].tolist() == [False, False, False, False, True, False, False, False]
     np.testing.assert_allclose(tracks[0, 5], p5, atol=1 / 32)
     np.testing.assert_allclose(tracks[0, 7], start + 7 * VELOCITY, atol=2 / 32)
+
+
+def test_chain_matches_cover_long_gaps_with_exact_displacements(tmp_path):
+    store, pairs = _translation_store(tmp_path)  # flows only up to 3 frames apart
+    mask = np.ones((len(pairs), H, W), np.uint8)
+    mask[:, :, 24:] = 0  # the right half is never reliable: no match may start there
+    frames, points = chain_matches(store, mask, stride=8, min_gap=2)
+    a, b = frames.T
+    assert (a < b).all() and (b - a >= 2).all() and (b - a).max() == T - 1
+    np.testing.assert_allclose(points[:, 2:] - points[:, :2], (b - a)[:, None] * VELOCITY, atol=2 / 32)
+    # one end of every match is a query: a grid cell centre (4 + 8 k, 4 + 8 l) in the reliable half
+    query_end = lambda p: ((p - 4) % 8 == 0).all(1) & (p[:, 0] < 24)
+    assert (query_end(points[:, :2]) | query_end(points[:, 2:])).all()
+    assert (query_end(points[:, 2:]) & ~query_end(points[:, :2])).any()  # backward tracks are included

@@ -76,6 +76,10 @@ PAPER = {
     "match_weight_steps": [1000, 2000],
     "match_inlier_step": 2000,
     "match_inlier_factor": 2.0,
+    # matches from chained flow (track/chain.py: chain_matches; not upstream): a grid of every frame,
+    # `chain_match_stride` px apart, tracked by flow chaining; 0 = off (upstream: feature matches only)
+    "chain_match_stride": 0,
+    "chain_match_min_gap": 4,
     # loss weights
     "w_flow_grad_max": 0.1,
     "flow_grad_ramp": 500000,

@@ -147,14 +147,19 @@ class Trainer:
         return all(bool(torch.isfinite(p).all()) for p in self.scene.parameters())
 
 
-def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, depth, log) -> Trainer:
+def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, depth, log, resume: dict | None = None) -> Trainer:
+    """The trainer at step 0, or at the step of ``resume`` (a training checkpoint of this video and config)."""
     t, h, w = frames.shape[:3]
     store, mask, counts = load_masks(masks_dir, t, h, w)
     matches = load_matches(matches_path, t, log)
+    if cfg["chain_match_stride"] > 0:
+        matches = _with_chain_matches(matches, store, mask, cfg, log)
     depth_maps = load_depth(depth, t, h, w)
     torch.manual_seed(cfg["seed"])
     dh, dw = map_size(h, w, cfg["depth_res"])
-    if depth_maps is None:
+    if resume is not None:  # the checkpoint holds the initial depth, the maps and the bound
+        init = np.full((t, dh, dw), cfg["depth_init"], np.float32)
+    elif depth_maps is None:
         init = motion_depth(store, mask, dh, dw, cfg)
     else:
         init = resize_nearest(depth_maps, dh, dw)
@@ -167,7 +172,21 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, depth, log) -
             log(f"warning: {matches_path}: no frame pair has {cfg['match_min']} matches; "
                 f"fitting without the long-term match loss")
             match_sampler = None
-    return Trainer(scene, flows, match_sampler, cfg)
+    trainer = Trainer(scene, flows, match_sampler, cfg)
+    if resume is not None:
+        trainer.restore(resume)
+    return trainer
+
+
+def _with_chain_matches(matches, store, mask, cfg: dict, log):
+    """Append the chained-flow matches (track/chain.py) to the long-term matches (None: only those)."""
+    from omnitrack.track.chain import chain_matches
+
+    frames, points = chain_matches(store, mask, int(cfg["chain_match_stride"]), int(cfg["chain_match_min_gap"]))
+    log(f"chained-flow matches: {len(frames)} (grid {cfg['chain_match_stride']} px, gaps >= {cfg['chain_match_min_gap']})")
+    if matches is None:
+        return frames, points
+    return np.concatenate([matches[0], frames]), np.concatenate([matches[1], points])
 
 
 def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path=None, depth=None,
@@ -194,16 +213,17 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
             return Tracker.from_state({**ck, "config": cfg})
         log(f"{final}: fitted with another configuration; refitting")
 
-    trainer = _build(frames, cfg, masks_dir, matches_path, depth, log)
     partial = partial_path(final) if final is not None else None
+    resume = None
     if partial is not None and partial.exists():
         ck = read_checkpoint(partial)
         check_identity(partial, ck, frames)
         if training_keys(ck["config"]) == training_keys(cfg):
-            trainer.restore(ck)
-            log(f"{partial}: resuming at step {trainer.step}")
+            resume = ck
+            log(f"{partial}: resuming at step {ck['step']}")
         else:
             log(f"warning: {partial} was written with another configuration; starting again")
+    trainer = _build(frames, cfg, masks_dir, matches_path, depth, log, resume)
     _run(trainer, cfg, ident, partial, log, tensorboard_dir)
     tracker = Tracker(trainer.scene, cfg, ident, trainer.history)
     if final is not None:

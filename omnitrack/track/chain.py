@@ -58,6 +58,30 @@ def track_queries(flows: FlowStore, mask: np.ndarray, query_points: np.ndarray,
     return tracks, occluded
 
 
+def chain_matches(flows: FlowStore, mask: np.ndarray, stride: int, min_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Long-range correspondences from chained flow: a grid of every frame tracked through the video.
+
+    Points on a grid of spacing ``stride`` px (cell centres) in every frame are followed by
+    :func:`track_queries`; every frame b at least ``min_gap`` frames from the query frame a where the
+    track is visible gives a match. They reach where the masks stage's strict chaining stops (one
+    failed step voids a chained pair, while a track re-anchors at its last visible frame).
+    Returns frames int64 [M, 2] (a < b) and points float32 [M, 4] (x_a, y_a, x_b, y_b), the
+    matches format of docs/formats.md.
+    """
+    t, h, w = flows.num_frames, flows.height, flows.width
+    ys, xs = np.mgrid[stride / 2:h:stride, stride / 2:w:stride]
+    grid = np.stack([ys.ravel(), xs.ravel()], 1)
+    qt = np.repeat(np.arange(t), len(grid))
+    queries = np.concatenate([qt[:, None], np.tile(grid, (t, 1))], 1).astype(np.float32)
+    tracks, occluded = track_queries(flows, mask, queries)
+    a, b = np.nonzero(~occluded & (np.abs(np.arange(t)[None] - qt[:, None]) >= min_gap))
+    pa, pb = queries[a][:, [2, 1]], tracks[a, b]
+    forward = (qt[a] < b)[:, None]
+    frames = np.sort(np.stack([qt[a], b], 1), 1)
+    points = np.concatenate([np.where(forward, pa, pb), np.where(forward, pb, pa)], 1)
+    return frames.astype(np.int64), points.astype(np.float32)
+
+
 def _carry(flows, mask, match_index, a, k, p, previous, match_radius):
     """Positions [n, 2] at frame k of points p [n, 2] anchored at frame a, and their visibility [n]."""
     kidx = flows.index.get((a, k))
