@@ -11,7 +11,7 @@ from omnitrack.errors import CacheError, InputError
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
 from omnitrack.io import save_npz
 from omnitrack.model import default_config, fit
-from omnitrack.model.config import resolve
+from omnitrack.model.config import resolve, same_training
 from omnitrack.model.geometry import Camera, scene_bound
 from omnitrack.model.inputs import load_masks
 from omnitrack.model.sampling import FlowSampler, MatchSampler
@@ -249,3 +249,12 @@ def test_motion_start_puts_the_independently_moving_square_nearer(tmp_path):
         assert np.median(depth[t][inner]) < 0.75 and np.median(depth[t][outer]) == 1.0
     flat = motion_depth(store, mask, dh, dw, cfg(motion_init_sep=0.0))
     assert (flat == 1.0).all()
+
+
+def test_checkpoint_config_without_later_keys_counts_as_their_defaults():
+    cfg = resolve({"steps": 300})
+    stored = {k: v for k, v in cfg.items() if k != "chain_match_stride"}  # written before the key existed
+    assert same_training(stored, cfg)
+    assert not same_training(stored, resolve({"steps": 300, "chain_match_stride": 16}))
+    assert not same_training({**stored, "lr_deform": 1e-3}, cfg)
+    assert same_training({**stored, "progress": False, "threads": 7}, cfg)  # run keys do not count

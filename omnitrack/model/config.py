@@ -159,6 +159,17 @@ def training_keys(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
 
 
+def same_training(stored: dict, cfg: dict) -> bool:
+    """True when a checkpoint written with config ``stored`` was trained as ``cfg`` would train.
+
+    Keys added to the presets after the checkpoint was written count as their preset default (an
+    option added later, left at its default, does not invalidate earlier fits).
+    """
+    defaults = default_config(stored.get("preset", "cpu"))
+    full = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    return training_keys(full) == training_keys(cfg)
+
+
 def device_of(cfg: dict):
     import torch
 

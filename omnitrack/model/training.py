@@ -23,7 +23,7 @@ import torch
 
 from omnitrack.errors import OmnitrackError
 from omnitrack.model.checkpoint import check_identity, partial_path, read_checkpoint, write_checkpoint
-from omnitrack.model.config import device_of, resolve, training_keys
+from omnitrack.model.config import device_of, resolve, same_training
 from omnitrack.model.depth import map_size, resize_nearest
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
 from omnitrack.model.motion_init import motion_depth
@@ -208,7 +208,7 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
     if final is not None and final.exists():
         ck = read_checkpoint(final)
         check_identity(final, ck, frames)
-        if ck.get("complete") and training_keys(ck["config"]) == training_keys(cfg):
+        if ck.get("complete") and same_training(ck["config"], cfg):
             log(f"{final}: already fitted with this configuration; not refitting")
             return Tracker.from_state({**ck, "config": cfg})
         log(f"{final}: fitted with another configuration; refitting")
@@ -218,7 +218,7 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
     if partial is not None and partial.exists():
         ck = read_checkpoint(partial)
         check_identity(partial, ck, frames)
-        if training_keys(ck["config"]) == training_keys(cfg):
+        if same_training(ck["config"], cfg):
             resume = ck
             log(f"{partial}: resuming at step {ck['step']}")
         else:
