@@ -239,28 +239,40 @@ def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 
 
-def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) -> dict:
-    """TAP-Vid metrics and temporal coherence (None without three consecutive visible frames) of one
-    prediction in 256x256 space."""
-    from omnitrack.evaluation.metrics import compute_tapvid_metrics, temporal_coherence
-    from omnitrack.queries import benchmark_queries
+def score(tracks, occluded, truth, mode: str, width: int, height: int) -> dict:
+    """TAP-Vid metrics and temporal coherence (None without three consecutive visible frames) of a
+    prediction, in 256x256 space.
 
-    pred = load_prediction(prediction_path)
-    width, height = (int(v) for v in pred["size"])
-    manifest = read_json(manifest_path)
-    queries, gt_tracks, gt_occluded = benchmark_queries(manifest["sources"][video], mode, width, height)
-    if pred["query_points"].shape != queries.shape or not np.allclose(pred["query_points"], queries, atol=1e-3):
-        raise InputError(prediction_path, f"was made for other query points than the {mode} queries of "
-                                          f"{video} ({pred['query_points'].shape} vs {queries.shape})",
-                         hint="rerun its track rule")
+    tracks float [N, T, 2] and occluded bool [N, T] in working pixels (width x height); truth: the
+    (query_points, gt_tracks, gt_occluded) of :func:`omnitrack.queries.benchmark_queries` for ``mode``.
+    """
+    from omnitrack.evaluation.metrics import compute_tapvid_metrics, temporal_coherence
+
+    queries, gt_tracks, gt_occluded = truth
     to256 = np.array([256.0 / width, 256.0 / height], np.float32)
     q256 = queries * np.array([1.0, 256.0 / height, 256.0 / width], np.float32)
-    gt256, pred256 = (gt_tracks * to256)[None], (pred["tracks"] * to256)[None]
-    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, pred["occluded"][None], pred256, mode)
+    gt256, pred256 = (gt_tracks * to256)[None], (np.asarray(tracks) * to256)[None]
+    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, np.asarray(occluded)[None], pred256, mode)
     result = {k: float(v[0]) for k, v in metrics.items()}
     tc = temporal_coherence(gt256, gt_occluded[None], pred256)[0]
     result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
     result["num_queries"] = int(len(queries))
+    return result
+
+
+def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) -> dict:
+    """:func:`score` of one prediction file, written to ``out_path``."""
+    from omnitrack.queries import benchmark_queries
+
+    pred = load_prediction(prediction_path)
+    width, height = (int(v) for v in pred["size"])
+    truth = benchmark_queries(read_json(manifest_path)["sources"][video], mode, width, height)
+    queries = truth[0]
+    if pred["query_points"].shape != queries.shape or not np.allclose(pred["query_points"], queries, atol=1e-3):
+        raise InputError(prediction_path, f"was made for other query points than the {mode} queries of "
+                                          f"{video} ({pred['query_points'].shape} vs {queries.shape})",
+                         hint="rerun its track rule")
+    result = score(pred["tracks"], pred["occluded"], truth, mode, width, height)
     write_json(out_path, result)
     log.info("%s/%s: AJ %.3f  delta %.3f  OA %.3f", video, mode, result["average_jaccard"],
              result["average_pts_within_thresh"], result["occlusion_accuracy"])

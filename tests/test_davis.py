@@ -79,3 +79,20 @@ def test_chain_beats_the_measured_floor_and_a_static_prediction(cows_run, mode):
     assert chain.average_pts_within_thresh > static["average_pts_within_thresh"][0] + 0.03
     assert chain.average_jaccard > CHAIN_AJ_FLOOR[mode]
     assert np.isfinite(rows.loc[("nvp", mode)].average_jaccard)
+
+
+def test_refit_tool_reproduces_the_workflow_nvp_rows(cows_run, tmp_path, capsys):
+    from omnitrack.tools.refit import main
+
+    work, _ = cows_run
+    out = tmp_path / "refit.jsonl"
+    assert main([str(work / "results/davis32"), "--nvp", json.dumps({"preset": "cpu", "steps": 30, "device": "cpu"}),
+                 "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["video"] == "cows"
+    for mode in ("strided", "first"):
+        for method in ("nvp", "chain"):
+            stored = json.loads((work / f"results/davis32/metrics/{method}/cows.{mode}.json").read_text())
+            for key in ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy"):
+                assert record[mode][method][key] == pytest.approx(stored[key], abs=1e-6), (mode, method, key)
+    assert "cows strided: nvp" in capsys.readouterr().out
