@@ -2,6 +2,7 @@
 
 import json
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,3 +259,20 @@ def test_checkpoint_config_without_later_keys_counts_as_their_defaults():
     assert not same_training(stored, resolve({"steps": 300, "chain_match_stride": 16}))
     assert not same_training({**stored, "lr_deform": 1e-3}, cfg)
     assert same_training({**stored, "progress": False, "threads": 7}, cfg)  # run keys do not count
+
+
+def test_davis_gpu_overlay_gives_the_paper_sizes():
+    """configs/davis_gpu.yaml on top of configs/davis.yaml, merged as Snakemake merges config files."""
+    import yaml
+    from snakemake.utils import update_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cpu = yaml.safe_load((root / "davis.yaml").read_text())
+    merged = yaml.safe_load((root / "davis.yaml").read_text())
+    update_config(merged, yaml.safe_load((root / "davis_gpu.yaml").read_text()))
+    gpu = resolve(merged["nvp"])
+    paper = default_config("paper")
+    for key in ("num_pairs", "num_points", "steps", "plane_res", "lr_decay_steps", "match_weight_steps"):
+        assert gpu[key] == paper[key], key
+    assert gpu["motion_init_sep"] == cpu["nvp"]["motion_init_sep"] > 0  # kept on purpose (documented)
+    assert resolve(cpu["nvp"])["num_pairs"] == cpu["nvp"]["num_pairs"]
