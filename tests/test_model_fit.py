@@ -186,3 +186,13 @@ def test_same_seed_same_parameters_different_seed_differs(video12):
     p = [params(r) for r in runs]
     assert all(torch.equal(p[0][k], p[1][k]) for k in p[0])
     assert not torch.equal(p[0]["deformer.planes"], p[2]["deformer.planes"])
+
+
+def test_chained_flow_matches_feed_the_match_loss(video12):
+    _, inputs, frames_path = video12
+    messages = []
+    tracker = fit(frames_path, small_config(steps=3, log_every=1, chain_match_stride=8, chain_match_min_gap=2),
+                  masks_dir=inputs["masks_dir"], matches_path=None, log=messages.append)
+    count = next(int(m.split(":")[1].split()[0]) for m in messages if m.startswith("chained-flow matches:"))
+    assert count > 0
+    assert all("match" in row for row in tracker.history)  # without any matches there is no match term
