@@ -144,3 +144,20 @@ def test_load_masks_rejects_mismatch(tmp_path):
         load_masks(tmp_path / "flow")
     meta = json.loads((out / "meta.json").read_text())
     assert meta["masks"]["chain"] is False and meta["window"] == 2
+
+
+def test_descriptor_cosine_matches_a_direct_bilinear_computation():
+    """_Features.cosine (source frame's descriptors gathered at pixel centres, the other frame's
+    sampled at arbitrary points) equals bilinear interpolation in the descriptor grid + cosine."""
+    from omnitrack.flow.consistency import _Features
+    from omnitrack.interp import bilinear
+
+    rng = np.random.default_rng(0)
+    desc = rng.normal(size=(2, 4, 5, 6)).astype(np.float32)  # 2 frames of 4 x 5 cells, 8 px each: 40 x 32 px
+    feats = _Features({"descriptors": desc, "cell": [8, 8]}, 2, 32, 40)
+    flat = rng.choice(32 * 40, 200, replace=False)
+    xy_i = np.stack([flat % 40 + 0.5, flat // 40 + 0.5], 1)
+    xy_j = rng.uniform([-3, -3], [43, 35], size=(200, 2))  # some off the image: border replicated
+    a, b = bilinear(desc[0], xy_i / 8), bilinear(desc[1], xy_j / 8)
+    expected = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(feats.cosine(0, flat, 1, xy_j, chunk=64), expected, atol=1e-5)

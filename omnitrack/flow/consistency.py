@@ -61,50 +61,59 @@ def _inside(map_xy: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 class _Features:
-    """Descriptor cosine between points of two frames (bilinear in the descriptor grid)."""
+    """Descriptor cosine between the pixel centres of a source frame and points of another frame.
 
-    def __init__(self, features: dict, num_frames: int):
+    Descriptors are sampled bilinearly in the descriptor grid. Every check of the masks stage compares
+    a pixel centre of the source frame i with a moved point of a frame j, so frame i's descriptors
+    at all its pixel centres (and their norms) are sampled once per source frame and gathered.
+    """
+
+    def __init__(self, features: dict, num_frames: int, height: int, width: int):
         desc = features["descriptors"]
         cell = np.asarray(features["cell"], np.float64).reshape(-1)
         if desc.ndim != 4 or desc.shape[0] != num_frames or cell.shape != (2,):
             raise ValueError(f"features must hold descriptors [T={num_frames}, h, w, C] and cell [2], "
                              f"got {desc.shape} and {cell.shape}")
         self.desc, self.cell = desc, cell
-        self._frames: dict[int, object] = {}
-
-    def _frame(self, t: int):
-        import torch
-        if t not in self._frames:
-            if len(self._frames) > 64:
-                self._frames.clear()
-            self._frames[t] = torch.from_numpy(np.asarray(self.desc[t], np.float32)).permute(2, 0, 1)[None]
-        return self._frames[t]
+        ys, xs = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
+        self.centres = np.stack([xs.ravel(), ys.ravel()], 1)
+        self._source = (None, None, None)  # frame, descriptors at its pixel centres [C, H*W], their norms [H*W]
 
     def _sample(self, t: int, xy: np.ndarray):
         """Descriptors of frame t at pixel points xy [N, 2] -> [C, N] (border replicated)."""
         import torch
         import torch.nn.functional as F
-        _, _, h, w = self._frame(t).shape
+        grid = torch.from_numpy(np.asarray(self.desc[t], np.float32)).permute(2, 0, 1)[None]
+        _, _, h, w = grid.shape
         g = torch.from_numpy(2 * xy / (np.array([w, h]) * self.cell) - 1).float()[None, None]
-        return F.grid_sample(self._frame(t), g, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
+        return F.grid_sample(grid, g, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
 
-    def cosine(self, i: int, xy_i: np.ndarray, j: int, xy_j: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """float32 [N]: cosine of frame i's descriptor at xy_i [N, 2] and frame j's at xy_j [N, 2]."""
-        out = np.empty(len(xy_i), np.float32)
-        for s in range(0, len(xy_i), chunk):
-            a, b = self._sample(i, xy_i[s:s + chunk]), self._sample(j, xy_j[s:s + chunk])
-            norms = (a.square().sum(0) * b.square().sum(0)).sqrt().clamp_min(1e-12)
-            out[s:s + chunk] = ((a * b).sum(0) / norms).numpy()
+    def cosine(self, i: int, flat: np.ndarray, j: int, xy_j: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """float32 [N]: cosine of frame i's descriptor at its pixel centres ``flat`` [N] (row-major
+        pixel indices) and frame j's at points xy_j [N, 2]."""
+        import torch
+        if self._source[0] != i:
+            a = self._sample(i, self.centres)
+            self._source = (i, a, a.square().sum(0).sqrt_())
+        _, a_all, a_norm = self._source
+        out = np.empty(len(flat), np.float32)
+        for s in range(0, len(flat), chunk):
+            idx = torch.from_numpy(flat[s:s + chunk])
+            b = self._sample(j, xy_j[s:s + chunk])
+            dot = (a_all.index_select(1, idx) * b).sum(0)  # explicit ops: ~2x faster than einsum or
+            norms = (a_norm.index_select(0, idx) * b.square().sum(0).sqrt_()).clamp_min(1e-12)  # vector_norm here
+            out[s:s + chunk] = (dot / norms).numpy()
         return out
 
 
-def _appearance_ok(feats: _Features, i: int, j: int, centres: np.ndarray, target_xy: np.ndarray,
-                   candidates: np.ndarray, threshold: float) -> np.ndarray:
-    """bool [H, W]: candidates whose descriptor cosine between i (at centres) and j (at target) > threshold."""
+def _appearance_ok(feats: _Features, i: int, j: int, target_xy: np.ndarray, candidates: np.ndarray,
+                   threshold: float) -> np.ndarray:
+    """bool [H, W]: candidates whose descriptor cosine between frame i (at their pixel centres) and
+    frame j (at target_xy [H, W, 2], pixel coordinates) > threshold."""
     ok = np.zeros_like(candidates)
-    idx = np.nonzero(candidates)
-    if idx[0].size:
-        ok[idx] = feats.cosine(i, centres[idx], j, target_xy[idx]) > threshold
+    flat = np.flatnonzero(candidates)
+    if flat.size:
+        ok.reshape(-1)[flat] = feats.cosine(i, flat, j, target_xy.reshape(-1, 2)[flat]) > threshold
     return ok
 
 
@@ -143,7 +152,7 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
     pairs = flow_store.pairs
     window = max(abs(i - j) for i, j in pairs)
     flow_store.check_window(window)
-    feats = None if features is None else _Features(features, t)
+    feats = None if features is None else _Features(features, t, h, w)
     params = {"cycle_th": cycle_th, "appearance_th": appearance_th, "appearance": feats is not None,
               "chain": chain, "chain_appearance_th": chain_appearance_th, "chain_rgb_th": chain_rgb_th}
     meta = {**{k: v for k, v in flow_store.meta.items() if k not in _STORE_KEYS},
@@ -166,7 +175,7 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
                 f = flow_store.get(i, j)
                 cycle, occluded = direct_masks(f, flow_store.get(j, i), abs(i - j), cycle_th)
                 if feats is not None and abs(i - j) >= APPEARANCE_MIN_GAP:
-                    cycle = _appearance_ok(feats, i, j, centres, centres + f, cycle, appearance_th)
+                    cycle = _appearance_ok(feats, i, j, centres + f, cycle, appearance_th)
                 mask[k] = cycle * RELIABLE + occluded * OCCLUDED
         # Chaining reads only the masks of consecutive pairs, which it leaves unchanged.
         for i in tqdm(range(t), desc=f"{'chain' if chain else 'count'} {Path(out_dir).name}", **bar):
@@ -204,7 +213,7 @@ def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, w
             rgb_j = _remap(frames[j].astype(np.float32) / 255, target)
             ok &= np.linalg.norm(rgb_j - rgb_i, axis=-1) < rgb_th
             if feats is not None:
-                ok = _appearance_ok(feats, i, j, centres, target + 0.5, ok, app_th)
+                ok = _appearance_ok(feats, i, j, target + 0.5, ok, app_th)
             k = store.index[(i, j)]
             direct = mask[k]
             reliable, occluded = (direct & RELIABLE) > 0, (direct & OCCLUDED) > 0
