@@ -96,3 +96,12 @@ def test_refit_tool_reproduces_the_workflow_nvp_rows(cows_run, tmp_path, capsys)
             for key in ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy"):
                 assert record[mode][method][key] == pytest.approx(stored[key], abs=1e-6), (mode, method, key)
     assert "cows strided: nvp" in capsys.readouterr().out
+
+
+def test_refit_tool_names_an_unknown_video(cows_run):
+    from omnitrack.errors import InputError
+    from omnitrack.tools.refit import main
+
+    work, _ = cows_run
+    with pytest.raises(InputError, match=r"davis32/manifest.json: has no videos \['horse'\].*its videos: \['cows'\]"):
+        main([str(work / "results/davis32"), "--videos", "horse"])

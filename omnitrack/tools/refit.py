@@ -61,14 +61,22 @@ def main(argv=None) -> int:
 
     import yaml
 
+    from omnitrack.errors import InputError
     from omnitrack.io import read_json
 
+    manifest_path = args.workspace / "manifest.json"
+    manifest = read_json(manifest_path)
+    if not manifest.get("has_gt"):
+        raise InputError(manifest_path, "the dataset has no ground truth to score a refit against")
+    unknown = sorted(set(args.videos or []) - set(manifest["sources"]))
+    if unknown:
+        raise InputError(manifest_path, f"has no videos {unknown}", f"its videos: {sorted(manifest['sources'])}")
     nvp = {}
     if args.configfile is not None:
         nvp = dict((yaml.safe_load(args.configfile.read_text()) or {}).get("nvp") or {})
     nvp.update(json.loads(args.nvp))
     nvp.update(threads=args.threads, progress=False, tensorboard=False)
-    videos = args.videos or sorted(read_json(args.workspace / "manifest.json")["sources"])
+    videos = args.videos or sorted(manifest["sources"])
     for video in videos:
         record = refit_video(args.workspace, video, nvp, args.modes)
         for mode in args.modes:
@@ -83,4 +91,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from omnitrack.errors import OmnitrackError
+
+    try:
+        sys.exit(main())
+    except OmnitrackError as e:
+        sys.exit(f"error: {e}")
