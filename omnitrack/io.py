@@ -122,6 +122,17 @@ def open_npy(path: str | Path, shape: tuple[int, ...], dtype) -> np.ndarray:
     return a
 
 
+def pread_row(fd: int, path: Path, offset: int, k: int, row_shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Row k of the .npy behind the open file ``fd`` (data starting at byte ``offset``), read with
+    ``os.pread`` (no page of the file stays mapped); a short read is a truncated file (CacheError)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+    data = os.pread(fd, nbytes, offset + k * nbytes)
+    if len(data) != nbytes:
+        raise CacheError(path, f"is truncated (row {k} is incomplete)")
+    return np.frombuffer(data, dtype).reshape(row_shape)
+
+
 class NpyRows:
     """An .npy file of fixed ``shape`` written and read one row (first-axis index) at a time.
 
@@ -159,8 +170,8 @@ class NpyRows:
         os.pwrite(self._fd, np.ascontiguousarray(row).tobytes(), self._where(k))
 
     def __getitem__(self, k: int) -> np.ndarray:
-        data = os.pread(self._fd, self.row_bytes, self._where(k))
-        return np.frombuffer(data, self.dtype).reshape(self.row_shape)
+        self._where(k)
+        return pread_row(self._fd, self.path, self.offset, int(k), self.row_shape, self.dtype)
 
     def close(self) -> None:
         if self._fd is not None:

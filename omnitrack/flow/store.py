@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from omnitrack.errors import CacheError
-from omnitrack.io import NpyRows, atomic_path, open_npy, read_json, write_json
+from omnitrack.io import NpyRows, atomic_path, open_npy, pread_row, read_json, write_json
 
 SCALE = 32
 LIMIT = np.iinfo(np.int16).max / SCALE
@@ -131,15 +131,12 @@ class FlowStore:
 
     def _read(self, k: int) -> np.ndarray:
         """int16 [H, W, 2] of pair k, read with pread (no page of the file stays mapped)."""
-        nbytes = self.height * self.width * 2 * 2
-        fd = os.open(self.path / "flow.npy", os.O_RDONLY)
+        path = self.path / "flow.npy"
+        fd = os.open(path, os.O_RDONLY)
         try:
-            data = os.pread(fd, nbytes, self._flow.offset + k * nbytes)
+            return pread_row(fd, path, self._flow.offset, k, (self.height, self.width, 2), "<i2")
         finally:
             os.close(fd)
-        if len(data) != nbytes:
-            raise CacheError(self.path / "flow.npy", f"is truncated (pair {k} is incomplete)")
-        return np.frombuffer(data, "<i2").reshape(self.height, self.width, 2)
 
     def raw(self, ks: Iterable[int] | slice = slice(None)) -> np.ndarray:
         """The int16 fixed-point array (memory-mapped) for pair indices ``ks``."""
