@@ -4,6 +4,7 @@ Every test matches the file's path and the message; none catches every exception
 """
 
 import pickle
+import os
 import re
 from pathlib import Path
 
@@ -250,3 +251,14 @@ def test_row_writer_round_trip_and_out_of_range_rows(tmp_path):
     rows.close()
     a = open_npy(tmp_path / "a.npy", (3, 4, 5), np.uint16)
     assert (a[0] == 7).all() and (a[1] == 0).all() and a[2, 3, 4] == 19
+
+
+def test_row_reader_reports_a_file_truncated_under_it(tmp_path):
+    from omnitrack.io import NpyRows
+
+    rows = NpyRows(tmp_path / "a.npy", (3, 4, 5), np.uint16)
+    rows[2] = 1
+    os.truncate(tmp_path / "a.npy", os.path.getsize(tmp_path / "a.npy") - 8)  # e.g. a disk filled up
+    with pytest.raises(CacheError, match=rf"{re.escape(str(tmp_path / 'a.npy'))}: is truncated \(row 2 is incomplete\)"):
+        rows[2]
+    np.testing.assert_array_equal(rows[1], 0)

@@ -154,7 +154,8 @@ def test_descriptor_cosine_matches_a_direct_bilinear_computation():
 
     rng = np.random.default_rng(0)
     desc = rng.normal(size=(2, 4, 5, 6)).astype(np.float32)  # 2 frames of 4 x 5 cells, 8 px each: 40 x 32 px
-    feats = _Features({"descriptors": desc, "cell": [8, 8]}, 2, 32, 40)
+    ys, xs = np.meshgrid(np.arange(32) + 0.5, np.arange(40) + 0.5, indexing="ij")
+    feats = _Features({"descriptors": desc, "cell": [8, 8]}, 2, np.stack([xs, ys], -1))
     flat = rng.choice(32 * 40, 200, replace=False)
     xy_i = np.stack([flat % 40 + 0.5, flat // 40 + 0.5], 1)
     xy_j = rng.uniform([-3, -3], [43, 35], size=(200, 2))  # some off the image: border replicated

@@ -68,15 +68,15 @@ class _Features:
     at all its pixel centres (and their norms) are sampled once per source frame and gathered.
     """
 
-    def __init__(self, features: dict, num_frames: int, height: int, width: int):
+    def __init__(self, features: dict, num_frames: int, centres: np.ndarray):
+        """centres [H, W, 2]: the (x, y) pixel centres of a frame."""
         desc = features["descriptors"]
         cell = np.asarray(features["cell"], np.float64).reshape(-1)
         if desc.ndim != 4 or desc.shape[0] != num_frames or cell.shape != (2,):
             raise ValueError(f"features must hold descriptors [T={num_frames}, h, w, C] and cell [2], "
                              f"got {desc.shape} and {cell.shape}")
         self.desc, self.cell = desc, cell
-        ys, xs = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
-        self.centres = np.stack([xs.ravel(), ys.ravel()], 1)
+        self.centres = centres.reshape(-1, 2)
         self._source = (None, None, None)  # frame, descriptors at its pixel centres [C, H*W], their norms [H*W]
 
     def _sample(self, t: int, xy: np.ndarray):
@@ -153,7 +153,8 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
     pairs = flow_store.pairs
     window = max(abs(i - j) for i, j in pairs)
     flow_store.check_window(window)
-    feats = None if features is None else _Features(features, t, h, w)
+    centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).astype(np.float32)
+    feats = None if features is None else _Features(features, t, centres)
     params = {"cycle_th": cycle_th, "appearance_th": appearance_th, "appearance": feats is not None,
               "chain": chain, "chain_appearance_th": chain_appearance_th, "chain_rgb_th": chain_rgb_th}
     meta = {**{k: v for k, v in flow_store.meta.items() if k not in _STORE_KEYS},
@@ -162,7 +163,6 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
     by_source: dict[int, list[int]] = {}
     for k, (i, j) in enumerate(pairs):
         by_source.setdefault(i, []).append(k)
-    centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).astype(np.float32)
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

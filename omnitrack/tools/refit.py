@@ -24,16 +24,13 @@ from pathlib import Path
 KEYS = ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy")
 
 
-def refit_video(workspace: Path, video: str, nvp: dict, modes: list[str]) -> dict:
-    """Fit one video with ``nvp`` and score it and the run's chain predictions -> a JSON-able record."""
-    from omnitrack.io import read_json
+def refit_video(workspace: Path, video: str, source: Path, nvp: dict, modes: list[str]) -> dict:
+    """Fit one video with ``nvp`` and score it and the run's chain predictions against its ground
+    truth ``source`` -> a JSON-able record."""
     from omnitrack.model import fit
     from omnitrack.pipeline import load_prediction, score
     from omnitrack.queries import benchmark_queries
 
-    source = Path(read_json(workspace / "manifest.json")["sources"][video])
-    if not source.is_absolute():  # written relative to the run's directory, two levels above results/<dataset>
-        source = workspace.resolve().parent.parent / source
     start = time.perf_counter()
     tracker = fit(workspace / "frames" / f"{video}.npz", nvp, masks_dir=workspace / "masks" / video,
                   matches_path=workspace / "matches" / f"{video}.npz", log=lambda message: None)
@@ -78,7 +75,10 @@ def main(argv=None) -> int:
     nvp.update(threads=args.threads, progress=False, tensorboard=False)
     videos = args.videos or sorted(manifest["sources"])
     for video in videos:
-        record = refit_video(args.workspace, video, nvp, args.modes)
+        source = Path(manifest["sources"][video])
+        if not source.is_absolute():  # written relative to the run's directory, two levels above results/<dataset>
+            source = args.workspace.resolve().parent.parent / source
+        record = refit_video(args.workspace, video, source, nvp, args.modes)
         for mode in args.modes:
             row = record[mode]
             print(f"{video} {mode}: nvp " + " / ".join(f"{row['nvp'][k]:.3f}" for k in KEYS)

@@ -68,11 +68,11 @@ def chain_matches(flows: FlowStore, mask: np.ndarray, stride: int, min_gap: int)
     Returns frames int64 [M, 2] (a < b) and points float32 [M, 4] (x_a, y_a, x_b, y_b), the
     matches format of docs/formats.md.
     """
+    from omnitrack.queries import grid_queries
+
     t, h, w = flows.num_frames, flows.height, flows.width
-    ys, xs = np.mgrid[stride / 2:h:stride, stride / 2:w:stride]
-    grid = np.stack([ys.ravel(), xs.ravel()], 1)
-    qt = np.repeat(np.arange(t), len(grid))
-    queries = np.concatenate([qt[:, None], np.tile(grid, (t, 1))], 1).astype(np.float32)
+    queries = np.concatenate([grid_queries(t, w, h, frame, stride) for frame in range(t)])
+    qt = queries[:, 0].astype(np.int64)
     tracks, occluded = track_queries(flows, mask, queries)
     a, b = np.nonzero(~occluded & (np.abs(np.arange(t)[None] - qt[:, None]) >= min_gap))
     pa, pb = queries[a][:, [2, 1]], tracks[a, b]
