@@ -47,9 +47,43 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _finite(obj):
+    """``obj`` with numpy values as Python ones and NaN / inf floats as None (JSON null)."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    elif isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj) -> str:
+    """Strict JSON (no NaN or Infinity: undefined values are null), keys sorted, ASCII only."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json_text(obj))
+
+
+def write_json_if_changed(path: str | Path, obj) -> bool:
+    """:func:`write_json`, but leave ``path`` (and its modification time) alone when it already holds
+    exactly this content. -> whether the file was written."""
+    path, text = Path(path), json_text(obj)
+    try:
+        if path.read_text() == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return True
 
 
 def _json_default(o):
@@ -77,6 +111,22 @@ def save_npz(path: str | Path, compress: bool = False, **arrays) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def save_npz_if_changed(path: str | Path, **arrays) -> bool:
+    """:func:`save_npz`, but leave ``path`` (and its modification time) alone when it already holds
+    equal arrays (same names, dtypes, shapes and values). -> whether the file was written."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if set(z.files) == set(arrays) and all(
+                    z[k].dtype == np.asarray(a).dtype and z[k].shape == np.shape(a) and np.array_equal(z[k], a)
+                    for k, a in arrays.items()):
+                return False
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        pass
+    save_npz(path, **arrays)
+    return True
 
 
 def load_npz(path: str | Path, spec: dict[str, tuple[int | None, str | None]]) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ def stage_log(path: str | Path | None, stage: str) -> Iterator[logging.Logger]:
         yield log
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", buffering=1) as f:
+    with open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace") as f:
         handler = logging.StreamHandler(f)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)

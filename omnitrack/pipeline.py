@@ -72,45 +72,71 @@ def render_synthetic(spec: dict, out_path: str | Path) -> None:
                   num_frames=spec["num_frames"], size=tuple(spec["size"]))
 
 
-def prepare_dataset(name: str, spec: dict, input_path: str | Path, manifest_path: str | Path,
-                    source_dir: str | Path) -> dict:
-    """Split a dataset into per-video sources and write its manifest (the video list)."""
+def source_record(manifest_path: str | Path, video: str, kind: str) -> Path:
+    """A video's source record beside the manifest: ``source/<id>.npz`` (ground truth kinds: the video and
+    its tracks) or ``source/<id>.json`` (``videos``: its name and path)."""
+    return Path(manifest_path).parent / "source" / f"{video}.{'json' if kind == 'videos' else 'npz'}"
+
+
+def prepare_dataset(name: str, spec: dict, input_path: str | Path, manifest_path: str | Path) -> dict:
+    """List a dataset's videos: write one source record per video and the manifest (the video list).
+
+    A record is rewritten only when its content changes (docs/formats.md), so its modification time
+    moves only when that video's source does: the per-video stages depend on their own record, never on
+    the manifest, and adding or removing a video (or widening a TAP-Vid ``videos:`` subset) reruns
+    nothing of the other videos.
+    """
+    from omnitrack.io import write_json_if_changed
+
     kind = spec["kind"]
-    with atomic_path(source_dir) as tmp:
-        tmp.mkdir(parents=True)
-        if kind in ("synthetic", "tapvid"):
-            from omnitrack.data.tapvid import split_tapvid
+    source_dir = Path(manifest_path).parent / "source"
+    if kind in ("synthetic", "tapvid"):
+        from omnitrack.data.tapvid import split_tapvid
 
-            names = split_tapvid(input_path, tmp, subset=spec.get("videos"))
-            sources = {n: str(Path(source_dir) / f"{n}.npz") for n in names}
-        else:
-            from omnitrack.data.videos import list_videos
+        names = split_tapvid(input_path, source_dir, subset=spec.get("videos"))
+        sources = {v: str(source_record(manifest_path, v, kind)) for v in names}
+    else:
+        from omnitrack.data.videos import list_videos, video_name
 
-            found = list_videos(spec["path"])
-            if not found:
-                raise InputError(spec["path"], "holds no videos (mp4, avi, mov, mkv, webm) or frame folders")
-            names, sources = sorted(found), {n: str(p) for n, p in found.items()}
-    manifest = {"dataset": name, "kind": kind, "videos": names, "sources": sources,
-                "has_gt": kind != "videos"}
+        found = list_videos(spec["path"], spec.get("frame_ext"))
+        names = {v: video_name(p) for v, p in found.items()}
+        sources = {v: str(p) for v, p in found.items()}
+        for v, p in found.items():
+            write_json_if_changed(source_record(manifest_path, v, kind), {"video": v, "name": names[v], "path": str(p)})
+    from omnitrack.data.names import display_name
+
+    videos = sorted(names)
+    manifest = {"dataset": name, "kind": kind, "videos": videos, "sources": sources,
+                "names": {v: display_name(n) for v, n in names.items()}, "has_gt": kind != "videos"}
+    renamed = {v: n for v, n in manifest["names"].items() if n != v}
+    if renamed:
+        log.info("%s: video ids differ from their names: %s", name,
+                 ", ".join(f"{n!r} -> {v}" for v, n in sorted(renamed.items())))
     write_json(manifest_path, manifest)
-    log.info("%s: %d videos", name, len(names))
+    log.info("%s: %d videos", name, len(videos))
     return manifest
 
 
-def make_frames(manifest_path: str | Path, video: str, out_path: str | Path, spec: dict) -> None:
-    """Decode or load one video and resize it to the dataset's working resolution."""
-    manifest = read_json(manifest_path)
-    source = manifest["sources"][video]
+def read_source(record_path: str | Path) -> dict:
+    """A ``videos`` source record: {"video", "name", "path"} (the path with its original bytes)."""
+    return read_json(record_path)
+
+
+def make_frames(record_path: str | Path, video: str, out_path: str | Path, spec: dict) -> None:
+    """Decode or load one video (from its source record) and resize it to the dataset's working resolution."""
+    record_path = Path(record_path)
+    source = read_source(record_path)["path"] if record_path.suffix == ".json" else record_path
     with memory_hint(source, "frames"):
-        _make_frames(manifest, video, source, out_path, spec)
+        _make_frames(record_path.suffix == ".npz", video, source, out_path, spec)
 
 
-def _make_frames(manifest: dict, video: str, source, out_path, spec: dict) -> None:
+def _make_frames(has_gt: bool, video: str, source, out_path, spec: dict) -> None:
+    from omnitrack.data.names import display_name
     from omnitrack.data.videos import plan_working_size, read_video, resize_frames
 
-    if manifest["kind"] == "videos":
-        frames, fps = read_video(source, max_frames=spec.get("max_frames"))
-        width, height = plan_working_size(source, frames.shape[2], frames.shape[1], spec["max_side"])
+    if not has_gt:
+        frames, fps = read_video(source, max_frames=spec.get("max_frames"), frame_ext=spec.get("frame_ext"))
+        width, height = plan_working_size(display_name(str(source)), frames.shape[2], frames.shape[1], spec["max_side"])
     else:
         frames, fps = load_npz(source, {"video": (4, "u")})["video"], None
         width, height = spec.get("size") or (frames.shape[2], frames.shape[1])
@@ -118,8 +144,8 @@ def _make_frames(manifest: dict, video: str, source, out_path, spec: dict) -> No
     if (frames.shape[2], frames.shape[1]) != (width, height):
         frames = resize_frames(frames, width, height)
     params = {k: spec[k] for k in ("size", "max_side", "max_frames") if k in spec}
-    save_frames(out_path, frames, {"video": video, "source": str(source), "source_size": source_size,
-                                   "fps": fps, "has_gt": manifest["has_gt"], "params": params})
+    save_frames(out_path, frames, {"video": video, "source": display_name(str(source)), "source_size": source_size,
+                                   "fps": fps, "has_gt": has_gt, "params": params})
     log.info("%s: %d frames %dx%d (source %dx%d)", video, len(frames), width, height, *source_size)
 
 
@@ -193,9 +219,10 @@ def load_prediction(path: str | Path) -> dict[str, np.ndarray]:
                            "size": (1, "i")})
 
 
-def track_chain(frames_path, masks_dir, matches_path, manifest_path, video: str, mode: str,
+def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mode: str,
                 out_path, cfg: dict, grid: dict) -> None:
-    """The flow-chaining baseline for one video and query mode."""
+    """The flow-chaining baseline for one video and query mode (``truth_path``: the video's source
+    record with ground truth for the benchmark modes; None for mode ``grid``)."""
     from omnitrack.features.matching import load_matches
     from omnitrack.flow.consistency import load_masks
     from omnitrack.queries import video_queries
@@ -208,8 +235,7 @@ def track_chain(frames_path, masks_dir, matches_path, manifest_path, video: str,
     if len(frames_ab) and int(frames_ab.max()) >= meta["num_frames"]:
         raise CacheError(matches_path, f"matches frame {int(frames_ab.max())} but {frames_path} has "
                                        f"{meta['num_frames']} frames: it was computed from other frames")
-    queries = video_queries(read_json(manifest_path), video, mode, meta["num_frames"], meta["width"],
-                            meta["height"], grid)
+    queries = video_queries(truth_path, mode, meta["num_frames"], meta["width"], meta["height"], grid)
     with memory_hint(frames_path, "track_chain"):
         tracks, occluded = track_queries(flows, mask, queries, (frames_ab, points), cfg["match_radius"])
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
@@ -224,15 +250,14 @@ def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dic
         fit_video(frames_path, masks_dir, matches_path, out_path, nvp, loss_path=loss_path)
 
 
-def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out_path, grid: dict,
+def track_nvp(model_path, frames_path, truth_path, video: str, mode: str, out_path, grid: dict,
               device: str = "auto") -> None:
     """Track one video's query points with its fitted nvp model."""
     from omnitrack.model import predict
     from omnitrack.queries import video_queries
 
     meta = load_meta(frames_path)
-    queries = video_queries(read_json(manifest_path), video, mode, meta["num_frames"], meta["width"],
-                            meta["height"], grid)
+    queries = video_queries(truth_path, mode, meta["num_frames"], meta["width"], meta["height"], grid)
     with memory_hint(model_path, "track_nvp"):
         tracks, occluded = predict(model_path, queries, device=device)
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
@@ -253,20 +278,21 @@ def score(tracks, occluded, truth, mode: str, width: int, height: int) -> dict:
     q256 = queries * np.array([1.0, 256.0 / height, 256.0 / width], np.float32)
     gt256, pred256 = (gt_tracks * to256)[None], (np.asarray(tracks) * to256)[None]
     metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, np.asarray(occluded)[None], pred256, mode)
-    result = {k: float(v[0]) for k, v in metrics.items()}
+    result = {k: float(v[0]) if np.isfinite(v[0]) else None for k, v in metrics.items()}
     tc = temporal_coherence(gt256, gt_occluded[None], pred256)[0]
     result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
     result["num_queries"] = int(len(queries))
     return result
 
 
-def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) -> dict:
-    """:func:`score` of one prediction file, written to ``out_path``."""
+def evaluate(prediction_path, truth_path, video: str, mode: str, out_path) -> dict:
+    """:func:`score` of one prediction file against the video's source record ``truth_path``, written to
+    ``out_path`` as strict JSON (undefined metrics, e.g. of a mode without queries, are null)."""
     from omnitrack.queries import benchmark_queries
 
     pred = load_prediction(prediction_path)
     width, height = (int(v) for v in pred["size"])
-    truth = benchmark_queries(read_json(manifest_path)["sources"][video], mode, width, height)
+    truth = benchmark_queries(truth_path, mode, width, height)
     queries = truth[0]
     if pred["query_points"].shape != queries.shape or not np.allclose(pred["query_points"], queries, atol=1e-3):
         raise InputError(prediction_path, f"was made for other query points than the {mode} queries of "
@@ -274,6 +300,10 @@ def evaluate(prediction_path, manifest_path, video: str, mode: str, out_path) ->
                          hint="rerun its track rule")
     result = score(pred["tracks"], pred["occluded"], truth, mode, width, height)
     write_json(out_path, result)
-    log.info("%s/%s: AJ %.3f  delta %.3f  OA %.3f", video, mode, result["average_jaccard"],
-             result["average_pts_within_thresh"], result["occlusion_accuracy"])
+    if result["num_queries"] == 0:
+        log.warning("%s/%s: no query point in this mode (no track is visible on a query frame): metrics are null",
+                    video, mode)
+    else:
+        log.info("%s/%s: AJ %.3f  delta %.3f  OA %.3f", video, mode, result["average_jaccard"],
+                 result["average_pts_within_thresh"], result["occlusion_accuracy"])
     return result

@@ -185,6 +185,8 @@ def summary_table(summary_csv: str | Path, out_html: str | Path, title: str = "o
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "–"}
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h2>{html.escape(title)}</h2>"
+            + f"<p id='datasets'>Datasets in this table: {html.escape(', '.join(sorted(df.dataset.astype(str).unique())))} "
+            + "(every configured dataset that has results, from this run or an earlier one)</p>"
             + "<h3>Mean over videos</h3>" + head.to_html(table_id="summary", **fmt)
             + f"<h3>All columns of {html.escape(Path(summary_csv).name)}</h3>"
             + df.to_html(table_id="summary-full", **fmt)

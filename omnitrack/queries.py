@@ -29,19 +29,39 @@ def benchmark_queries(source_path: str | Path, mode: str, width: int, height: in
     return sample_queries(tracks, occluded, mode)
 
 
-def grid_queries(num_frames: int, width: int, height: int, frame: int, spacing: int) -> np.ndarray:
-    """Pixel centres of a regular grid on ``frame`` -> float32 [Q, 3] (t, y, x)."""
-    if not 0 <= frame < num_frames:
-        raise InputError("config.yaml", f"grid.frame {frame} is outside the video's {num_frames} frames")
+def grid_points(width: int, height: int, frame: int, spacing: int) -> np.ndarray:
+    """Pixel centres of a regular grid of ``spacing`` px on ``frame`` -> float32 [Q, 3] (t, y, x); may be empty."""
     ys = np.arange(spacing / 2, height, spacing, dtype=np.float32)
     xs = np.arange(spacing / 2, width, spacing, dtype=np.float32)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     return np.stack([np.full(yy.size, frame, np.float32), yy.ravel(), xx.ravel()], axis=1)
 
 
-def video_queries(manifest: dict, video: str, mode: str, num_frames: int, width: int, height: int,
+def grid_queries(num_frames: int, width: int, height: int, frame: int, spacing: int) -> np.ndarray:
+    """Pixel centres of a regular grid on ``frame`` -> float32 [Q, 3] (t, y, x).
+
+    The grid's points are at spacing/2, 3·spacing/2, ... px in x and y. A frame outside the video, or a
+    spacing that leaves no point on the frame (spacing/2 >= width or height), is an InputError naming
+    the key: a run must not finish with zero tracks.
+    """
+    if not 0 <= frame < num_frames:
+        raise InputError("config.yaml", f"grid.frame {frame} is outside the video's {num_frames} frames",
+                         hint=f"use a frame in 0..{num_frames - 1}")
+    if spacing < 1:
+        raise InputError("config.yaml", f"grid.spacing {spacing} must be at least 1")
+    if spacing / 2 >= width or spacing / 2 >= height:
+        raise InputError("config.yaml", f"grid.spacing {spacing} yields no query point on the {width}x{height} "
+                                        f"working frames (the first point would be at {spacing / 2:g} px)",
+                         hint=f"use a spacing below {2 * min(width, height)} (the working resolution, not the source's)")
+    return grid_points(width, height, frame, spacing)
+
+
+def video_queries(truth_path: str | Path | None, mode: str, num_frames: int, width: int, height: int,
                   grid: dict) -> np.ndarray:
-    """The query points of one video in one mode -> float32 [Q, 3] (t, y, x)."""
+    """The query points of one video in one mode -> float32 [Q, 3] (t, y, x); ``truth_path`` is the
+    video's source record with ground truth (benchmark modes; unused for ``grid``)."""
     if mode == "grid":
         return grid_queries(num_frames, width, height, grid["frame"], grid["spacing"])
-    return benchmark_queries(manifest["sources"][video], mode, width, height)[0]
+    if truth_path is None:
+        raise ValueError(f"query mode {mode!r} needs the video's ground truth")
+    return benchmark_queries(truth_path, mode, width, height)[0]

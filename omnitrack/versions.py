@@ -7,7 +7,7 @@ reruns that stage and everything downstream. Imported at parse time: keep it fre
 
 STAGE_VERSIONS = {
     "synthetic": 2,
-    "prepare": 1,
+    "prepare": 2,  # 2: per-video source records written only when changed, ids for any name
     "frames": 1,
     "flow": 1,
     "features": 1,
@@ -16,6 +16,7 @@ STAGE_VERSIONS = {
     "track_chain": 1,
     "optimise": 1,
     "track_nvp": 1,
-    "evaluate": 2,
+    "evaluate": 3,  # 3: strict JSON (undefined metrics are null, never NaN)
     "visualise": 1,
+    "summary": 1,  # the summaries: num_queries on every row, the original video name, datasets gathered
 }

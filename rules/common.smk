@@ -1,6 +1,9 @@
 # Helpers shared by rules/*.smk: dataset manifests, input functions, per-stage params and resources.
 # Cheap at parse time: nothing here imports torch or reads video data.
 import json
+import os
+from omnitrack.data.videos import check_dataset_path, source_stamp
+from omnitrack.errors import InputError
 from omnitrack.model.config import resolve as resolve_nvp
 from omnitrack.versions import STAGE_VERSIONS
 
@@ -13,7 +16,23 @@ def selected_datasets():
     return {name: config["datasets"][name] for name in names}
 
 
+def check_datasets():
+    """Dataset paths and settings that cannot work, reported before any job runs (cheap: no video is read)."""
+    for name, spec in DATASETS.items():
+        if spec["kind"] == "videos":
+            check_dataset_path(spec["path"], spec.get("frame_ext"))
+            spacing = config["grid"]["spacing"]
+            if spacing / 2 >= spec["max_side"]:
+                raise InputError("config", f"grid.spacing {spacing} yields no query point on any video of dataset "
+                                           f"'{name}' (working frames are at most max_side = {spec['max_side']} px)",
+                                 hint=f"use a spacing below {2 * spec['max_side']}")
+        elif spec["kind"] == "tapvid" and not any(c in spec["path"] for c in "*?[") and not os.path.exists(spec["path"]):
+            raise InputError(spec["path"], f"does not exist (datasets.{name}.path)",
+                             hint="download the TAP-Vid pickle and set the path to it (README.md, Adding a TAP-Vid dataset)")
+
+
 DATASETS = selected_datasets()
+check_datasets()
 if "nvp" in config["methods"]:
     resolve_nvp(config["nvp"])  # unknown or invalid nvp keys fail before anything runs
 GT_KINDS = ("synthetic", "tapvid")
@@ -21,7 +40,7 @@ GT_KINDS = ("synthetic", "tapvid")
 
 wildcard_constraints:
     dataset="|".join(sorted(DATASETS)),
-    video=r"[^/.]+",
+    video=r"[\w-]+",  # ids (omnitrack.data.names): a name with dots or spaces maps to one
     method="chain|nvp",
     mode="first|strided|grid",
     purpose="filter|match",
@@ -32,7 +51,8 @@ def version(stage):
 
 
 def manifest(dataset):
-    """The dataset's manifest (written by the prepare_dataset checkpoint)."""
+    """The dataset's manifest (written by the prepare_dataset checkpoint): the video list. Only the
+    dataset-level rules depend on it; a video's stages depend on its own source record."""
     path = checkpoints.prepare_dataset.get(dataset=dataset).output.manifest
     with open(path) as f:
         return json.load(f)
@@ -98,18 +118,59 @@ def prepare_input(wildcards):
     return spec["path"]
 
 
-def frames_input(wildcards):
+def prepare_params(wildcards):
+    """What the video list depends on (not the per-video settings: changing those never relists)."""
+    spec = DATASETS[wildcards.dataset]
+    return {k: v for k, v in spec.items() if k in ("kind", "path", "videos", "frame_ext")}
+
+
+def source_record(dataset, video):
+    """A video's source record, written by prepare_dataset only when its content changes (docs/formats.md)."""
+    ext = "json" if DATASETS[dataset]["kind"] == "videos" else "npz"
+    return f"results/{dataset}/source/{video}.{ext}"
+
+
+def video_source(wildcards):
+    """The per-video input of the frames stage: its source record (after the checkpoint listed it)."""
     m = manifest(wildcards.dataset)
-    source = m["sources"][wildcards.video]
-    if m["kind"] == "videos":
-        return {"manifest": f"results/{wildcards.dataset}/manifest.json", "video": source}
-    return {"manifest": f"results/{wildcards.dataset}/manifest.json"}
+    if wildcards.video not in m["videos"]:
+        raise InputError(f"results/{wildcards.dataset}/manifest.json",
+                         f"has no video '{wildcards.video}' (its videos: {', '.join(m['videos'])})")
+    record = source_record(wildcards.dataset, wildcards.video)
+    if not os.path.exists(record):
+        raise InputError(record, "is missing (prepare_dataset writes it)",
+                         hint=f"rm results/{wildcards.dataset}/manifest.json && snakemake --cores N")
+    return record
+
+
+def frames_spec(wildcards):
+    """The frames stage's settings: the dataset's, minus what only says which videos there are."""
+    return {k: v for k, v in DATASETS[wildcards.dataset].items() if k not in ("path", "videos")}
+
+
+def frames_source_stamp(wildcards):
+    """For user videos: a digest of the source file(s) on disk, so a replaced video reruns its frames
+    (the record holds only its path). Benchmark sources are records with the data itself."""
+    if DATASETS[wildcards.dataset]["kind"] != "videos":
+        return None
+    record = video_source(wildcards)
+    with open(record) as f:
+        path = json.load(f)["path"]
+    return source_stamp(path, DATASETS[wildcards.dataset].get("frame_ext"))
+
+
+def gt_input(wildcards):
+    """{"truth": source record} for datasets with ground truth (the benchmark query modes read it), else {}."""
+    if DATASETS[wildcards.dataset]["kind"] not in GT_KINDS:
+        return {}
+    return {"truth": video_source(wildcards)}
 
 
 def dataset_rows(wildcards):
     """One entry per (video, method, mode): its metrics (if any), prediction and stage benchmarks."""
     ds = wildcards.dataset
     has_gt = DATASETS[ds]["kind"] in GT_KINDS
+    names = manifest(ds).get("names", {})
     rows = []
     for video in videos_of(ds):
         for method in config["methods"]:
@@ -117,6 +178,7 @@ def dataset_rows(wildcards):
                 rows.append(
                     {
                         "video": video,
+                        "name": names.get(video, video),
                         "method": method,
                         "mode": mode,
                         "prediction": f"results/{ds}/predictions/{method}/{video}.{mode}.npz",
@@ -135,6 +197,14 @@ def dataset_summary_input(wildcards):
             files.append(row["metrics"])
         files.extend(row["benchmarks"].values())
     return files
+
+
+def summary_datasets():
+    """The datasets results/summary.csv gathers: those of this run, and every other configured dataset
+    whose results/<dataset>/summary.csv an earlier run left (with run_datasets, or results/<dataset>/...
+    targets). A dataset removed from the config is not gathered."""
+    earlier = [d for d in sorted(config["datasets"]) if d not in DATASETS and os.path.exists(f"results/{d}/summary.csv")]
+    return sorted(DATASETS) + earlier
 
 
 def nvp_config(wildcards):

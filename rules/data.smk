@@ -1,4 +1,8 @@
 # Datasets -> per-video sources (checkpoint: the video list comes from the data) -> frames.
+# prepare_dataset writes the manifest (the video list: only dataset-level rules read it) and one source
+# record per video, results/{dataset}/source/{video}.npz|json, rewritten only when its content changes.
+# The records are not declared outputs (Snakemake would delete and rewrite them all on every relisting):
+# a video's stages depend on its own record, so adding or removing a video reruns none of the others.
 
 
 rule render_synthetic:
@@ -26,9 +30,8 @@ checkpoint prepare_dataset:
         prepare_input,
     output:
         manifest="results/{dataset}/manifest.json",
-        source=directory("results/{dataset}/source"),
     params:
-        spec=lambda wc: DATASETS[wc.dataset],
+        spec=prepare_params,
         version=version("prepare"),
     log:
         "logs/{dataset}/prepare_dataset.log",
@@ -49,11 +52,12 @@ rule frames:
     group:
         "video"
     input:
-        unpack(frames_input),
+        source=video_source,
     output:
         "results/{dataset}/frames/{video}.npz",
     params:
-        spec=lambda wc: DATASETS[wc.dataset],
+        spec=frames_spec,
+        source=frames_source_stamp,
         version=version("frames"),
     log:
         "logs/{dataset}/frames/{video}.log",

@@ -4,7 +4,7 @@
 rule evaluate:
     input:
         prediction="results/{dataset}/predictions/{method}/{video}.{mode}.npz",
-        manifest="results/{dataset}/manifest.json",
+        truth=video_source,
     output:
         "results/{dataset}/metrics/{method}/{video}.{mode}.json",
     params:
@@ -37,6 +37,7 @@ rule summarise_dataset:
     params:
         rows=dataset_rows,
         settings=summary_settings,
+        version=version("summary"),
     log:
         "logs/{dataset}/summarise.log",
     benchmark:
@@ -54,7 +55,7 @@ rule summarise_dataset:
 
 rule summarise:
     input:
-        expand("results/{dataset}/summary.csv", dataset=sorted(DATASETS)),
+        expand("results/{dataset}/summary.csv", dataset=summary_datasets()),
     output:
         report(
             "results/summary.csv",
@@ -63,7 +64,9 @@ rule summarise:
             labels={"table": "summary.csv (all datasets)"},
         ),
     params:
-        datasets=sorted(DATASETS),
+        datasets=summary_datasets(),
+        configured=sorted(config["datasets"]),
+        version=version("summary"),
     log:
         "logs/summarise.log",
     benchmark:

@@ -3,9 +3,9 @@
 
 rule visualise:
     input:
+        unpack(gt_input),
         frames="results/{dataset}/frames/{video}.npz",
         prediction="results/{dataset}/predictions/{method}/{video}.{mode}.npz",
-        manifest="results/{dataset}/manifest.json",
     output:
         mp4="results/{dataset}/visualise/{method}/{video}.{mode}.mp4",
         preview="results/{dataset}/visualise/{method}/{video}.{mode}.webp",

@@ -6,10 +6,10 @@ rule track_chain:
     group:
         "video"
     input:
+        unpack(gt_input),
         frames="results/{dataset}/frames/{video}.npz",
         masks="results/{dataset}/masks/{video}",
         matches="results/{dataset}/matches/{video}.npz",
-        manifest="results/{dataset}/manifest.json",
     output:
         "results/{dataset}/predictions/chain/{video}.{mode}.npz",
     params:
@@ -58,9 +58,9 @@ rule optimise:
 
 rule track_nvp:
     input:
+        unpack(gt_input),
         model="results/{dataset}/models/{video}.pt",
         frames="results/{dataset}/frames/{video}.npz",
-        manifest="results/{dataset}/manifest.json",
     output:
         "results/{dataset}/predictions/nvp/{video}.{mode}.npz",
     params:

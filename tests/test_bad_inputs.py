@@ -64,11 +64,9 @@ def test_huge_video_is_downscaled_with_a_warning(tmp_path):
     folder.mkdir()
     for i in range(2):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((900, 1200, 3), 60 * i, np.uint8))
-    manifest = {"dataset": "mine", "kind": "videos", "videos": ["big"], "sources": {"big": str(folder)},
-                      "has_gt": False}
-    write_json(tmp_path / "manifest.json", manifest)
+    write_json(tmp_path / "source" / "big.json", {"video": "big", "name": "big", "path": str(folder)})
     with pytest.warns(UserWarning, match=r"big: 1200x900 is downscaled to 64x48 \(factor 18\.8\).*raise max_side"):
-        pipeline.make_frames(tmp_path / "manifest.json", "big", tmp_path / "frames.npz", {"max_side": 64})
+        pipeline.make_frames(tmp_path / "source" / "big.json", "big", tmp_path / "frames.npz", {"max_side": 64})
     frames, meta = load_frames(tmp_path / "frames.npz")
     assert frames.shape == (2, 48, 64, 3) and meta["source_size"] == [1200, 900]
     assert meta["params"] == {"max_side": 64}

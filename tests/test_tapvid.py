@@ -167,12 +167,12 @@ def test_split_tapvid(tmp_path):
     data = {"bear": _example(seed=1), "car": _example(seed=2, n=2), "dog": _example(seed=3)}
     src = _dump(tmp_path / "davis.pkl", data)
     names = split_tapvid(src, tmp_path / "source", subset=["dog", "bear"])
-    assert names == ["bear", "dog"]
+    assert names == {"bear": "bear", "dog": "dog"}
     assert sorted(p.name for p in (tmp_path / "source").iterdir()) == ["bear.npz", "dog.npz"]
     z = load_npz(tmp_path / "source" / "dog.npz", {"video": (4, "u"), "points": (3, "f"), "occluded": (2, "b")})
     np.testing.assert_array_equal(z["video"], data["dog"]["video"])
     np.testing.assert_array_equal(z["points"], data["dog"]["points"])
     np.testing.assert_array_equal(z["occluded"], data["dog"]["occluded"])
-    assert split_tapvid(src, tmp_path / "all") == ["bear", "car", "dog"]
+    assert list(split_tapvid(src, tmp_path / "all")) == ["bear", "car", "dog"]
     with pytest.raises(InputError, match=r"davis\.pkl: has no video \['cat'\] \(available: bear, car, dog\)"):
         split_tapvid(src, tmp_path / "x", subset=["cat", "dog"])

@@ -2,5 +2,5 @@ from omnitrack.logs import stage_log
 from omnitrack.pipeline import evaluate
 
 with stage_log(snakemake.log[0], "evaluate"):
-    evaluate(snakemake.input.prediction, snakemake.input.manifest, snakemake.wildcards.video,
+    evaluate(snakemake.input.prediction, snakemake.input.truth, snakemake.wildcards.video,
              snakemake.wildcards.mode, snakemake.output[0])

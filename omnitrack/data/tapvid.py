@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from omnitrack.errors import InputError
-from omnitrack.io import save_npz
+from omnitrack.io import save_npz, save_npz_if_changed
 
 RANGE_TOLERANCE = 0.01  # normalised units (2.56 px of the 256×256 frame)
 SHARD_GLOB = "*_of_0010.pkl"
@@ -203,18 +203,36 @@ def sample_queries(points: np.ndarray, occluded: np.ndarray, query_mode: str, st
     return query_points, points[track_idx].reshape(-1, t, 2), occluded[track_idx].reshape(-1, t)
 
 
-def split_tapvid(path: str | Path, out_dir: str | Path, subset: list[str] | None = None) -> list[str]:
-    """Write ``out_dir/<name>.npz`` (``video``, ``points``, ``occluded``; docs/formats.md ``source/``)
-    for every video of the TAP-Vid input ``path`` (or only those in ``subset``). -> sorted names."""
+def split_tapvid(path: str | Path, out_dir: str | Path, subset: list[str] | None = None) -> dict[str, str]:
+    """Write ``out_dir/<id>.npz`` (``video``, ``points``, ``occluded``; docs/formats.md ``source/``)
+    for every video of the TAP-Vid input ``path`` (or only those in ``subset``, by name or id).
+
+    -> {id: name}, sorted by id; the id is :func:`omnitrack.data.names.video_id` of the name (a name
+    with a dot or a space gets ``_`` in its place). A file that already holds the same arrays is left
+    untouched (its modification time too), so widening ``subset`` or re-reading an unchanged pickle
+    never makes the other videos' stages rerun.
+    """
+    from omnitrack.data.names import video_id
+
     data = load_tapvid(path)
-    names = sorted(data) if subset is None else sorted(set(subset))
-    unknown = [n for n in names if n not in data]
-    if unknown:
-        raise InputError(path, f"has no video {unknown}", hint=f"available: {', '.join(sorted(data))}")
+    ids: dict[str, str] = {}
+    for name in sorted(data):
+        vid = video_id(name)
+        if vid in ids:
+            raise InputError(path, f"videos '{ids[vid]}' and '{name}' would both be video '{vid}' (names are mapped "
+                                   f"to ids made of letters, digits, '_' and '-')",
+                             hint="rename one of them in the file")
+        ids[vid] = name
+    if subset is None:
+        wanted = set(ids)
+    else:
+        by_name = {n: v for v, n in ids.items()}
+        unknown = [n for n in subset if n not in by_name and n not in ids]
+        if unknown:
+            raise InputError(path, f"has no video {sorted(set(unknown))}", hint=f"available: {', '.join(sorted(data))}")
+        wanted = {by_name.get(n, n) for n in subset}
     out_dir = Path(out_dir)
-    for name in names:
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise InputError(path, f"video name '{name}' cannot be used as a file name")
-        ex = data[name]
-        save_npz(out_dir / f"{name}.npz", video=ex["video"], points=ex["points"], occluded=ex["occluded"])
-    return names
+    for vid in sorted(wanted):
+        ex = data[ids[vid]]
+        save_npz_if_changed(out_dir / f"{vid}.npz", video=ex["video"], points=ex["points"], occluded=ex["occluded"])
+    return {vid: ids[vid] for vid in sorted(wanted)}

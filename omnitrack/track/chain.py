@@ -68,10 +68,10 @@ def chain_matches(flows: FlowStore, mask: np.ndarray, stride: int, min_gap: int)
     Returns frames int64 [M, 2] (a < b) and points float32 [M, 4] (x_a, y_a, x_b, y_b), the
     matches format of docs/formats.md.
     """
-    from omnitrack.queries import grid_queries
+    from omnitrack.queries import grid_points
 
     t, h, w = flows.num_frames, flows.height, flows.width
-    queries = np.concatenate([grid_queries(t, w, h, frame, stride) for frame in range(t)])
+    queries = np.concatenate([grid_points(w, h, frame, stride) for frame in range(t)])
     qt = queries[:, 0].astype(np.int64)
     tracks, occluded = track_queries(flows, mask, queries)
     a, b = np.nonzero(~occluded & (np.abs(np.arange(t)[None] - qt[:, None]) >= min_gap))
