@@ -4,6 +4,7 @@ Every test matches the file's path and the message; none catches every exception
 """
 
 import pickle
+import shutil
 import os
 import re
 from pathlib import Path
@@ -260,3 +261,88 @@ def test_row_reader_reports_a_file_truncated_under_it(tmp_path):
     with pytest.raises(CacheError, match=rf"{re.escape(str(tmp_path / 'a.npy'))}: is truncated \(row 2 is incomplete\)"):
         rows[2]
     np.testing.assert_array_equal(rows[1], 0)
+
+
+# --- config files, query settings, strict metrics (issue 16) ------------------------------------------
+
+def test_config_file_duplicate_key_undecodable_bytes_and_syntax_name_file_and_line(tmp_path):
+    from omnitrack.config import load_config_file
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("flow:\n  window: 4\n  method: dis\n  window: 8\n")
+    with pytest.raises(InputError, match=rf"{re.escape(str(dup))}: line 4: key 'window' appears twice in one mapping "
+                                         r"\(first at line 2\); YAML would silently keep only the last value"):
+        load_config_file(dup)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"device: cpu\n# r\xe9sum\xe9\n")
+    with pytest.raises(InputError, match=rf"{re.escape(str(latin1))}: is not UTF-8 text: byte 0xe9 at line 2, column 4"):
+        load_config_file(latin1)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("flow:\n  window: [4\n")
+    with pytest.raises(InputError, match=rf"{re.escape(str(broken))}: line \d+: is not valid YAML"):
+        load_config_file(broken)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("base: &b {window: 4}\nflow:\n  <<: *b\n  method: dis\n")  # a merge key is not a duplicate
+    assert load_config_file(ok)["flow"] == {"window": 4, "method": "dis"}
+
+
+def test_grid_spacing_that_yields_no_point_is_an_error():
+    with pytest.raises(InputError, match=r"config\.yaml: grid\.spacing 80 yields no query point on the 64x32 working "
+                                         r"frames \(the first point would be at 40 px\) \(use a spacing below 64"):
+        grid_queries(3, 64, 32, frame=0, spacing=80)
+    assert len(grid_queries(3, 64, 32, frame=0, spacing=63)) == 1
+
+
+def test_metrics_of_a_mode_without_queries_are_strict_json_nulls(tmp_path):
+    import json
+
+    # every track is occluded on frame 0, the only strided query frame of a 4-frame video: 0 strided queries
+    occluded = np.zeros((2, 4), bool)
+    occluded[:, 0] = True
+    save_npz(tmp_path / "v.npz", video=np.zeros((4, 16, 16, 3), np.uint8),
+             points=np.full((2, 4, 2), 0.5, np.float32), occluded=occluded)
+    pipeline.save_prediction(tmp_path / "pred.npz", np.zeros((0, 3), np.float32), np.zeros((0, 4, 2), np.float32),
+                             np.zeros((0, 4), bool), 16, 16)
+    pipeline.evaluate(tmp_path / "pred.npz", tmp_path / "v.npz", "v", "strided", tmp_path / "m.json")
+    text = (tmp_path / "m.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert metrics["num_queries"] == 0 and metrics["average_jaccard"] is None and metrics["occlusion_accuracy"] is None
+    write_json(tmp_path / "x.json", {"a": float("nan"), "b": [np.float32("inf"), 1.5]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [None, 1.5]}
+
+
+# --- per-video source records: rewritten only when their content changes -------------------------------
+
+def test_source_records_keep_their_mtime_when_unchanged(tmp_path):
+    from omnitrack.data.tapvid import split_tapvid
+
+    rng = np.random.default_rng(0)
+    data = {name: {"video": rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8),
+                   "points": rng.uniform(0, 1, (2, 3, 2)).astype(np.float32), "occluded": np.zeros((2, 3), bool)}
+            for name in ("bear", "clip.v2")}
+    src = tmp_path / "d.pkl"
+    src.write_bytes(pickle.dumps(data))
+    assert split_tapvid(src, tmp_path / "source", subset=["clip.v2"]) == {"clip_v2": "clip.v2"}
+    record = tmp_path / "source" / "clip_v2.npz"
+    os.utime(record, ns=(1, 1))
+    assert split_tapvid(src, tmp_path / "source") == {"bear": "bear", "clip_v2": "clip.v2"}  # widened subset
+    assert record.stat().st_mtime_ns == 1  # untouched: its stages do not rerun
+    data["clip.v2"]["points"][0, 0] = 0.25
+    src.write_bytes(pickle.dumps(data))
+    split_tapvid(src, tmp_path / "source")
+    assert record.stat().st_mtime_ns > 1  # its ground truth changed: rewritten
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.b", "c"):
+        (videos / name).mkdir()
+        for i in range(2):
+            cv2.imwrite(str(videos / name / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    spec = {"kind": "videos", "path": str(videos)}
+    m = pipeline.prepare_dataset("mine", spec, videos, tmp_path / "mine" / "manifest.json")
+    assert m["videos"] == ["a_b", "c"] and m["names"] == {"a_b": "a.b", "c": "c"}
+    rec = tmp_path / "mine" / "source" / "c.json"
+    os.utime(rec, ns=(1, 1))
+    shutil.rmtree(videos / "a.b")
+    assert pipeline.prepare_dataset("mine", spec, videos, tmp_path / "mine" / "manifest.json")["videos"] == ["c"]
+    assert rec.stat().st_mtime_ns == 1
