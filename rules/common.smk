@@ -199,6 +199,17 @@ def dataset_summary_input(wildcards):
     return files
 
 
+def video_labels(wildcards):
+    """Report labels of a track video: its original name beside the id when they differ (``clip.v2 (clip_v2)``)."""
+    try:
+        with open(f"results/{wildcards.dataset}/manifest.json") as f:
+            name = json.load(f).get("names", {}).get(wildcards.video, wildcards.video)
+    except (OSError, ValueError):
+        name = wildcards.video
+    video = wildcards.video if name == wildcards.video else f"{name} ({wildcards.video})"
+    return {"video": video, "method": wildcards.method, "query mode": wildcards.mode}
+
+
 def summary_datasets():
     """The datasets results/summary.csv gathers: those of this run, and every other configured dataset
     whose results/<dataset>/summary.csv an earlier run left (with run_datasets, or results/<dataset>/...

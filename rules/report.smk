@@ -14,7 +14,7 @@ rule visualise:
             caption="../report/track_video.rst",
             category="3. Track videos",
             subcategory="{dataset}",
-            labels={"video": "{video}", "method": "{method}", "query mode": "{mode}"},
+            labels=video_labels,
         ),
     params:
         cfg={k: VISUALISE[k] for k in ("trail", "occluded", "fps", "preview_every", "preview_max_side", "min_side")},
