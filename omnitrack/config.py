@@ -27,3 +27,12 @@ def check_config(config: dict, schema_path: str | Path, source: str = "the confi
     if errors:
         raise InputError(source, "invalid configuration:\n  " + "\n  ".join(errors),
                          hint=f"see {Path(schema_path).name} and README.md, section Configuration")
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` merged into a copy of ``base`` key by key (nested dicts merged, other values
+    replaced), as Snakemake merges ``--configfile`` files over the workflow's config."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
