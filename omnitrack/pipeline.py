@@ -146,6 +146,7 @@ def extract_features(frames_path: str | Path, out_path: str | Path, spec: dict, 
 
 def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: str | Path | None,
                 out_dir: str | Path, cfg: dict) -> None:
+    """The masks stage; ``cfg``: the config's ``masks`` section (keyword arguments of compute_masks)."""
     from omnitrack.features.descriptors import load_features
     from omnitrack.flow.consistency import compute_masks
     from omnitrack.flow.store import FlowStore
@@ -161,8 +162,7 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
                                             f"{meta['num_frames']}: it was computed from other frames")
         features = {"descriptors": desc, "cell": cell}
     with memory_hint(frames_path, "masks"):
-        compute_masks(frames, store, out_dir, features=features, cycle_th=cfg["cycle_th"],
-                      appearance_th=cfg["appearance_th"], chain=cfg["chain"])
+        compute_masks(frames, store, out_dir, features=features, **cfg)
 
 
 def find_matches(frames_path: str | Path, features_path: str | Path, out_path: str | Path, cfg: dict) -> None:

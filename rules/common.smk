@@ -56,6 +56,14 @@ def runtime_for(base, per_input_mb):
     return lambda wildcards, input, attempt: int((base + per_input_mb * input.size_mb) * attempt)
 
 
+def feature_spec(purpose):
+    """The features.<purpose> section; the raft method without weights takes the flow's RAFT checkpoint."""
+    spec = dict(config["features"][purpose])
+    if spec["method"] == "raft" and spec.get("weights") is None:
+        spec["weights"] = config["flow"]["raft"]["weights"]
+    return spec
+
+
 def filter_features(wildcards):
     if config["features"]["filter"]["method"] == "none":
         return []

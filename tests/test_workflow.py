@@ -32,6 +32,23 @@ def test_demo_produces_the_summary(finished_run):
     assert set(per_video.match_features) == {"sift"} and set(per_video.flow) == {"dis"}
 
 
+def test_flow_quality_tool_scores_the_training_flows(finished_run, tmp_path):
+    """The flow-quality table of the run, against the renderer's dense truth: a row per gap of the
+    window, and the confirmed masks keep long-gap flows on the moving objects right (the direct
+    flows under the cycle test alone are not)."""
+    from omnitrack.tools.flow_quality import main
+
+    config = str(finished_run / "config.yaml")
+    for stage in ("masks", "direct"):
+        assert main([str(finished_run / "results/synthetic"), "--configfile", config, "--stage", stage,
+                     "--csv", str(tmp_path / f"{stage}.csv")]) == 0
+    masks, direct = (pd.read_csv(tmp_path / f"{s}.csv").set_index("gap") for s in ("masks", "direct"))
+    assert list(masks.index) == ["1", "2", "3", "4", "all"]
+    assert (masks.background_p3 > 0.95).all() and (masks.objects_p3 > 0.9).all()
+    assert masks.loc["all", "objects_p3"] > direct.loc["all", "objects_p3"] + 0.05
+    assert (masks.objects_coverage.drop("all") > 0.2).all()
+
+
 def test_second_run_does_nothing(finished_run):
     out = snakemake(finished_run)
     assert "Nothing to be done" in out.stdout + out.stderr
