@@ -74,17 +74,16 @@ def load_depth_anything(path: str | Path | None, encoder: str = "vits", device: 
     Missing file, unreadable (truncated, corrupt) file, or a file of another architecture (another
     encoder, another model) -> :class:`InputError` naming the file and how to get the real one.
     """
-    import torch
-
-    from omnitrack.depth.model import CONFIGS, DepthAnythingV2
-
-    if encoder not in CONFIGS:
-        raise InputError(f"config: depth encoder {encoder!r}", f"unknown Depth Anything V2 encoder",
-                         f"use one of {sorted(CONFIGS)}")
+    if encoder not in WEIGHTS_URLS:
+        raise InputError(f"config: depth encoder {encoder!r}", "unknown Depth Anything V2 encoder",
+                         f"use one of {sorted(WEIGHTS_URLS)}")
     hint = download_hint(encoder)
     if path is None or not Path(path).is_file():
         raise InputError(path if path is not None else "config: depth.weights",
                          f"Depth Anything V2 {encoder} weights file not found", hint)
+    import torch
+
+    from omnitrack.depth.model import DepthAnythingV2
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a truncated or foreign file
