@@ -15,8 +15,8 @@ is small, e.g. the sky, where inv ~ 0). :func:`fit_depth` therefore:
    map ``inv_t -> s * inv_t + c`` that makes it agree with frame t - 1 (already aligned) at pixels
    that correspond through reliable flow on the static scene (the caller supplies those pairs, e.g.
    the masks' reliable bit outside the independently moving regions; small-baseline neighbours, so a
-   static point's inverse depth barely changes). The fit is a least-squares line, refitted on the
-   pairs whose residual is below 3 x the median residual; a frame with fewer than ``min_pairs`` pairs
+   static point's inverse depth barely changes). The fit is robust (RANSAC over 2-point lines, inliers
+   within 2 % of the range, then least squares on them); a frame with fewer than ``min_pairs`` pairs
    or a degenerate fit (non-positive slope) keeps its own values (s = 1, c = 0). Without pairs,
    all frames share the video's scale as predicted (DA-V2 is fairly stable between frames).
 2. takes ONE pair of robust anchors over the whole video: ``far = percentile(inv, far_pct)`` (default
@@ -113,18 +113,39 @@ def _sample(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return img[row, col].astype(np.float64)
 
 
-def _robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
-    """y ~ s x + c by least squares, refitted once on the pairs within 3 median residuals; None when
-    degenerate (x constant) or the slope is not positive."""
-    keep = np.ones(x.size, bool)
-    s = c = None
+def _robust_line(x: np.ndarray, y: np.ndarray, trials: int = 256, max_points: int = 20_000,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """y ~ s x + c, robust to outliers (moving pixels that slipped through, flow errors, specular spikes):
+    RANSAC over 2-point lines (``trials`` samples, fixed seed) with inliers within 2 % of y's 2-98 %
+    range, then least squares on the best line's inliers, refitted once on its own inliers. None when
+    no line with a positive slope explains the pairs."""
+    rng = np.random.default_rng(seed)
+    if x.size > max_points:
+        pick = rng.choice(x.size, max_points, replace=False)
+        x, y = x[pick], y[pick]
+    lo, hi = np.percentile(y, [2, 98])
+    tol = 0.02 * (hi - lo)
+    if not tol > 0:
+        return None
+    i, j = rng.integers(0, x.size, (2, trials))
+    dx = x[i] - x[j]
+    ok = np.abs(dx) > 1e-12
+    if not ok.any():
+        return None
+    s = (y[i][ok] - y[j][ok]) / dx[ok]
+    c = y[i][ok] - s * x[i][ok]
+    good = s > 0
+    if not good.any():
+        return None
+    s, c = s[good], c[good]
+    counts = (np.abs(s[:, None] * x[None] + c[:, None] - y[None]) <= tol).sum(1)
+    best = int(np.argmax(counts))
+    s, c = s[best], c[best]
     for _ in range(2):
-        xs, ys = x[keep], y[keep]
-        if xs.size < 2 or np.ptp(xs) <= 1e-12 * max(1.0, np.abs(xs).max()):
+        inl = np.abs(s * x + c - y) <= tol
+        if inl.sum() < 2 or np.ptp(x[inl]) <= 1e-12:
             return None
-        s, c = np.polyfit(xs, ys, 1)
-        res = np.abs(s * x + c - y)
-        keep = res <= 3 * max(np.median(res), 1e-12)
+        s, c = np.polyfit(x[inl], y[inl], 1)
     if not (np.isfinite(s) and np.isfinite(c)) or s <= 0:
         return None
     return float(s), float(c)
