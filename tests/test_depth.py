@@ -67,6 +67,7 @@ def test_reference_depth_252_through_infer_video_on_rgb_frames(reference):
     assert rel_error(depth[1], alone) <= 1e-5 and rel_error(depth[1], depth[0]) > 0.1
 
 
+@pytest.mark.slow  # two processes, each importing torch and timm: ~10-20 s on 2 busy cores
 def test_reference_depth_through_the_command(reference, tmp_path):
     import cv2
 
