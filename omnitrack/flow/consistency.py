@@ -17,6 +17,15 @@ frame i. Where the direct flow is cycle-consistent or occluded-but-reliable, it 
 composed flow; the chained reliable mask is forced True where the direct cycle mask is True and
 False where the direct occlusion mask is True.
 
+Confirmation (``confirm_th`` px, not upstream; None: upstream's rule above). For |i - j| >= 2 a
+cycle-consistent direct flow is trusted only where the chain reached the pixel and the two agree
+within ``confirm_th``; where both exist and disagree, one of them is wrong and the pixel is
+dropped (also from the rest of the sweep). Why: with flow methods that fail alike in both
+directions (DIS on moving objects, RAFT on fast ones), many long-gap direct flows pass the cycle test
+and are wrong: on the synthetic set 43 % of the reliable object flows were more than 3 px off
+(98 % at gap 16); with confirmation and RAFT-encoder appearance at 0.6, at most 4.6 % at any gap
+(BENCHMARKS.md, "Flow quality"). Upstream relies on DINO's appearance check for this.
+
 Output directory (atomic): a flow store (flow.npy, meta.json: the chained flow when chaining) plus
 ``mask.npy`` uint8 [P, H, W] (1: cycle-consistent / reliable, 2: occluded but reliable, 0: neither)
 and ``counts.npy`` uint16 [T, H, W] (number of pairs (t, j) with a non-zero mask at each pixel of t).
