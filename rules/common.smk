@@ -194,7 +194,8 @@ def visualised_modes(dataset):
 
 def report_targets(wildcards):
     """Everything the report shows: the summary page, plots per benchmark dataset, and track videos of the
-    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode)."""
+    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode), with the
+    depth video of each such video where nvp runs."""
     targets = ["results/report/summary.html"]
     for ds in sorted(DATASETS):
         if DATASETS[ds]["kind"] in GT_KINDS:
@@ -202,6 +203,8 @@ def report_targets(wildcards):
         if "nvp" in config["methods"]:
             targets.append(f"results/{ds}/plots/nvp_loss.png")
         for video in videos_of(ds)[: VISUALISE["max_videos"]]:
+            if "nvp" in config["methods"]:
+                targets.append(f"results/{ds}/visualise/depth/{video}.mp4")
             for method in config["methods"]:
                 for mode in visualised_modes(ds):
                     targets.append(f"results/{ds}/visualise/{method}/{video}.{mode}.html")

@@ -25,7 +25,9 @@ Output: float32 [T, H, W] in the nvp fit's depth units: the farthest layer at ``
 4. **Depth**: level = the longest chain of layers behind a layer (0: farthest); depth =
    far - (far - near) * level / max_level. Then a temporal median through the reliable flows: frame
    t's depth is the median of its own map and the maps of frames t +- 1 .. t +- ``temporal`` sampled
-   where frame t's pixels land (a frame where a layer was missed takes its neighbours' depth).
+   where frame t's pixels land through reliable flow (a frame where a layer was missed takes its
+   neighbours' depth; with an even number of values frame t's own counts twice, so the result is
+   always one of the layers' depths).
 
 Not done (yet): plane-plus-parallax depth inside the static scene when the camera translates; the
 static scene is one plane at ``far``.
@@ -194,6 +196,8 @@ def temporal_median(depth: np.ndarray, store: FlowStore, mask: np.ndarray, reach
             sample = depth[k][row, col].astype(np.float32)
             sample[~(inside & ((np.asarray(mask[p]) & 1) > 0))] = np.nan
             stack.append(sample)
+        count = np.sum([~np.isnan(a) for a in stack], axis=0)
+        stack.append(np.where(count % 2 == 0, depth[i], np.nan))  # an odd count: the median is one of the values
         out[i] = np.nanmedian(np.stack(stack), axis=0)
     return out
 
