@@ -4,6 +4,8 @@
 
 
 rule depth:
+    group:
+        None if DEPTH_MODEL else "video"  # weight-free methods join the per-video CPU group
     input:
         unpack(depth_input),
     output:
