@@ -102,3 +102,31 @@ def test_the_depth_file_and_the_fit_reading_it(square, tmp_path):
     np.savez(other, depth=depth[:5], meta=np.array(json.dumps(meta)))
     with pytest.raises(CacheError, match=rf"{other}: depth maps \(5, 64, 64\) \(T, H, W\) do not match .*frames.npz \(12, 64, 64\): it was computed from other frames"):
         optimise(frames_path, inputs["masks_dir"], None, tmp_path / "m.pt", None, {"steps": 1}, depth_path=other)
+
+
+def test_a_fit_from_another_depth_start_is_not_reused(square, tmp_path):
+    from omnitrack.model import fit
+
+    video, inputs, _, _ = square
+    frames = video.render()
+    cfg = {"steps": 2, "progress": False, "tensorboard": False, "threads": 1}
+    ck, said = tmp_path / "m.pt", []
+    for value in (1.0, 1.0, 0.8):
+        fit(frames, cfg, masks_dir=inputs["masks_dir"], depth=np.full((12, 64, 64), value, np.float32),
+            checkpoint_path=ck, log=said.append)
+    assert said == [f"{ck}: already fitted with this configuration; not refitting",
+                    f"{ck}: fitted with another configuration or initial depth; refitting"]
+
+
+def test_refit_depth_starts_name_what_is_missing(tmp_path):
+    from omnitrack.io import write_json
+    from omnitrack.tools.refit import depth_start
+
+    write_json(tmp_path / "manifest.json", {"dataset": "d", "kind": "tapvid", "videos": ["v"], "sources": {}})
+    with pytest.raises(InputError, match=rf"{tmp_path}/depth/v.npz: does not exist \(a run from before the depth stage\?\) \(pass --depth layers"):
+        depth_start(tmp_path, "v", "workspace", {})
+    with pytest.raises(InputError, match=r"manifest.json: --depth layers-truth needs a synthetic dataset"):
+        depth_start(tmp_path, "v", "layers-truth", {})
+    assert depth_start(tmp_path, "v", "fit", {}) is None
+    np.save(tmp_path / "v.npy", np.ones((2, 4, 4), np.float32))
+    assert depth_start(tmp_path, "v", "workspace", {}, depth_dir=tmp_path).shape == (2, 4, 4)
