@@ -13,9 +13,11 @@ STAGE_VERSIONS = {
     "features": 1,
     "masks": 2,
     "matches": 1,
+    "depth": 1,
     "track_chain": 1,
     "optimise": 2,
     "track_nvp": 1,
     "evaluate": 2,
-    "visualise": 1,
+    "visualise": 2,
+    "visualise_depth": 1,
 }

@@ -16,6 +16,11 @@ def selected_datasets():
 DATASETS = selected_datasets()
 if "nvp" in config["methods"]:
     resolve_nvp(config["nvp"])  # unknown or invalid nvp keys fail before anything runs
+if "motion_init_sep" in config["nvp"]:
+    raise ValueError(
+        "config: nvp.motion_init_sep has no effect in the workflow: the depth stage gives the fit its start "
+        "(use `depth: {method: motion, motion: {sep: <value>}}` for the motion start, or depth.method: layers)"
+    )
 GT_KINDS = ("synthetic", "tapvid")
 
 
@@ -70,6 +75,26 @@ def filter_features(wildcards):
     return f"results/{wildcards.dataset}/features/{wildcards.video}.filter.npz"
 
 
+DEPTH = config["depth"]
+DEPTH_MODEL = DEPTH["method"] == "depth_anything_v2"  # the only method that runs a network (gpu=1)
+
+
+def depth_params(wildcards):
+    """The depth section, only the keys of the chosen method (changing another method's keys reruns nothing)."""
+    method = DEPTH["method"]
+    keys = {"layers": ["layers", "seed"], "motion": ["motion", "seed"], "none": [],
+            "depth_anything_v2": ["weights", "encoder", "input_size", "batch_size", "max_ratio"]}[method]
+    return {"method": method, **{k: DEPTH[k] for k in keys}}
+
+
+def depth_input(wildcards):
+    """Frames, plus the masks directory for the methods that read flows (layers, motion)."""
+    files = {"frames": f"results/{wildcards.dataset}/frames/{wildcards.video}.npz"}
+    if DEPTH["method"] in ("layers", "motion"):
+        files["masks"] = f"results/{wildcards.dataset}/masks/{wildcards.video}"
+    return files
+
+
 def stage_benchmarks(dataset, video, method, mode):
     """Benchmark files of every stage that produced one video's prediction, by stage name."""
     b = f"benchmarks/{dataset}"
@@ -83,6 +108,7 @@ def stage_benchmarks(dataset, video, method, mode):
     if config["features"]["filter"]["method"] != "none":
         files["features_filter"] = f"{b}/features/{video}.filter.tsv"
     if method == "nvp":
+        files["depth"] = f"{b}/depth/{video}.tsv"
         files["optimise"] = f"{b}/optimise/{video}.tsv"
     files[f"track_{method}"] = f"{b}/track_{method}/{video}.{mode}.tsv"
     return files
@@ -96,6 +122,7 @@ def summary_settings(wildcards):
         "window": config["flow"]["window"],
         "filter_features": feats["filter"]["method"],
         "match_features": feats["match"]["method"],
+        "depth": config["depth"]["method"] if "nvp" in config["methods"] else None,
     }
 
 
@@ -153,6 +180,13 @@ def nvp_config(wildcards):
 VISUALISE = config["visualise"]
 
 
+def depth_video(wildcards):
+    """The depth video shown beside a track video (only where nvp runs, the depth stage's only user)."""
+    if "nvp" not in config["methods"]:
+        return []
+    return f"results/{wildcards.dataset}/visualise/depth/{wildcards.video}.webp"
+
+
 def visualised_modes(dataset):
     wanted = VISUALISE["modes"]
     return [m for m in modes_of(dataset) if wanted is None or m in wanted]
@@ -160,7 +194,8 @@ def visualised_modes(dataset):
 
 def report_targets(wildcards):
     """Everything the report shows: the summary page, plots per benchmark dataset, and track videos of the
-    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode)."""
+    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode), with the
+    depth video of each such video where nvp runs."""
     targets = ["results/report/summary.html"]
     for ds in sorted(DATASETS):
         if DATASETS[ds]["kind"] in GT_KINDS:
@@ -168,6 +203,8 @@ def report_targets(wildcards):
         if "nvp" in config["methods"]:
             targets.append(f"results/{ds}/plots/nvp_loss.png")
         for video in videos_of(ds)[: VISUALISE["max_videos"]]:
+            if "nvp" in config["methods"]:
+                targets.append(f"results/{ds}/visualise/depth/{video}.mp4")
             for method in config["methods"]:
                 for mode in visualised_modes(ds):
                     targets.append(f"results/{ds}/visualise/{method}/{video}.{mode}.html")

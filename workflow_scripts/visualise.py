@@ -8,4 +8,5 @@ with stage_log(snakemake.log[0], "visualise"):
     source = manifest["sources"][wc.video] if manifest["has_gt"] else None
     visualise_prediction(snakemake.input.frames, snakemake.input.prediction, snakemake.output.mp4,
                          snakemake.output.preview, snakemake.params.cfg, source_path=source, mode=wc.mode,
-                         label=f"prediction ({wc.method}, {wc.mode})", viewer_path=snakemake.output.viewer)
+                         label=f"prediction ({wc.method}, {wc.mode})", viewer_path=snakemake.output.viewer,
+                         depth_preview=snakemake.input.get("depth") or None)

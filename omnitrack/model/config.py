@@ -13,7 +13,8 @@ departing from the dominant motion nearer) and ``error_sampling`` (sampling.py: 
 often where the recent flow error is high). Together they fix the small-square case of
 tests/test_model_fit.py (median error 5.5 px -> 0.6 px). ``motion_init_sep: 0.3`` raises nvp's
 strided AJ on real TAP-Vid DAVIS (car-roundabout 0.397 -> 0.502, dog 0.194 -> 0.371 at 1000 steps),
-so configs/davis.yaml sets it; on the synthetic demo set it raises AJ but lowers OA (BENCHMARKS.md
+so configs/davis.yaml uses it (now through the depth stage: ``depth.method: motion``, ``sep: 0.3``;
+the knob is used only when ``fit`` gets no depth maps, and the workflow always gives it some); on the synthetic demo set it raises AJ but lowers OA (BENCHMARKS.md
 §1, §5), so the presets keep upstream's constant start. A third, ``chain_match_stride`` (0 = off:
 long-term matches from chained flow added to the feature matches, track/chain.py), helps
 motocross-jump but costs dog and cows more (BENCHMARKS.md §5), so it is off everywhere.
