@@ -292,3 +292,32 @@ def test_missing_or_wrong_weights(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=f"{junk}: cannot be read as a PyTorch checkpoint"):
         dino.load_model("dino", junk)
+
+
+def test_raft_encoder_descriptors_tell_the_right_point_from_a_wrong_one(shared_data):
+    """features method raft: RAFT's feature encoder, 8-px cells, L2-normalised; the descriptor of a
+    point matches its moved position better than a point 16 px away (what the masks' check needs),
+    for the large and the small checkpoint (told apart by their keys)."""
+    from tests.conftest import shared_file
+    from omnitrack.flow.consistency import _Features
+    from omnitrack.interp import pixel_centres
+
+    base = texture(144, 144, seed=3)
+    frames = np.stack([base[8:, 8:], base[:-8, :-8]])      # frame 1: frame 0 moved by (8, 8) px
+    rng = np.random.default_rng(0)
+    src = rng.uniform(24, 96, (200, 2)).astype(np.float32)
+    for name, dim in (("raft-sintel.pth", 256), ("raft-small.pth", 128)):
+        desc, cell = compute_features(frames, "raft", weights=shared_file(shared_data, f"weights/{name}"), progress=False)
+        assert desc.shape == (2, 17, 17, dim) and desc.dtype == np.float16 and cell == (8.0, 8.0)
+        np.testing.assert_allclose(np.linalg.norm(desc.astype(np.float32), axis=-1), 1, atol=1e-2)
+        feats = _Features({"descriptors": desc, "cell": cell}, 2, pixel_centres(136, 136))
+        flat = (src[:, 1].astype(int) * 136 + src[:, 0].astype(int))
+        centres = pixel_centres(136, 136).reshape(-1, 2)[flat]
+        right = feats.cosine(0, flat, 1, centres + 8.0)
+        wrong = feats.cosine(0, flat, 1, centres + np.array([8.0 + 16.0, 8.0], np.float32))
+        assert np.mean(right > wrong) > 0.9, name
+
+
+def test_raft_descriptors_need_a_checkpoint():
+    with pytest.raises(InputError, match=r"features\.<purpose>\.weights.*method raft needs a RAFT checkpoint"):
+        compute_features(np.zeros((2, 16, 16, 3), np.uint8), "raft", weights=None)

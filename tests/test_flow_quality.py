@@ -42,3 +42,13 @@ def test_table_sums_gaps_and_prints_percentages():
     assert rows[0]["points_p1"] == 0.8 and rows[2]["points_coverage"] == 0.25 and rows[1]["points_p3"] != rows[1]["points_p3"]
     text = markdown(rows, ["points"])
     assert "| 1 | 50.0 % | 80.0 % | 100.0 % |" in text and "| 2 | 0.0 % | – | – |" in text
+
+
+def test_auc_counts_pairs_ranked_right_and_half_the_ties():
+    from omnitrack.evaluation.flow_quality import auc
+
+    positive = np.array([True, True, False, False])
+    assert auc(np.array([0.9, 0.8, 0.1, 0.2]), positive) == 1.0
+    assert auc(np.array([0.1, 0.2, 0.9, 0.8]), positive) == 0.0
+    assert auc(np.array([0.5, 0.9, 0.5, 0.1]), positive) == 0.875   # 3.5 of the 4 pairs
+    assert np.isnan(auc(np.array([1.0, 2.0]), np.array([True, True])))

@@ -112,3 +112,17 @@ def markdown(rows: list[dict], classes: list[str]) -> str:
             cells += [pct(r[f"{c}_coverage"]), pct(r[f"{c}_p1"]), pct(r[f"{c}_p3"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for telling ``positive`` (bool) from the rest
+    (Mann-Whitney U with average ranks for ties); NaN without both classes."""
+    score, positive = np.asarray(score, np.float64), np.asarray(positive, bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    values, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]   # average 1-based rank of each tie group
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

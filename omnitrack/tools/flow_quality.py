@@ -9,7 +9,8 @@ forward-backward test alone (``masks.cycle_th``), to see what the confirmation r
 from the renderer for synthetic datasets (background and moving objects apart; the dataset's settings
 are read from config.yaml merged with ``--configfile``, and the rendered frames must equal the run's),
 sparse TAP-Vid points otherwise. Prints a markdown table; ``--csv`` also writes it as CSV.
-Nothing in the workspace is written.
+``--roc RAFT_WEIGHTS`` (synthetic only) prints instead how well each confirmation signal separates
+right from wrong long-gap direct flows (ROC AUC). Nothing in the workspace is written.
 """
 
 from __future__ import annotations
@@ -93,6 +94,68 @@ def video_quality(workspace: Path, video: str, stage: str, cycle_th: float, spec
     return by_gap
 
 
+def roc_samples(workspace: Path, video: str, truth, cycle_th: float, raft_weights: str, cell: int,
+                stride: int = 2) -> dict[str, np.ndarray]:
+    """The direct flows with |i - j| >= 3 that pass the cycle test, on a lattice of every ``stride``-th
+    pixel, with what could tell right from wrong: {"right" (within 3 px), "object", "sift", "raft"
+    (descriptor cosines, as the masks stage computes them), "chain" (minus the distance to the chain
+    of consecutive cycle-consistent flows; -inf where the chain broke)} of 1-D arrays."""
+    from omnitrack.data.frames import load_frames
+    from omnitrack.features.descriptors import compute_features
+    from omnitrack.flow.consistency import _Features, _inside, _remap, direct_masks
+    from omnitrack.flow.store import FlowStore
+    from omnitrack.interp import pixel_centres
+
+    frames, _ = load_frames(workspace / "frames" / f"{video}.npz")
+    store = FlowStore(workspace / "flow" / video)
+    t, h, w = store.num_frames, store.height, store.width
+    centres = pixel_centres(h, w)
+    feats = {}
+    for method in ("sift", "raft"):
+        desc, cellxy = compute_features(frames, method, weights=raft_weights, cell=cell, progress=False)
+        feats[method] = _Features({"descriptors": desc, "cell": cellxy}, t, centres)
+    cycle = {(i, j): direct_masks(store.get(i, j), store.get(j, i), abs(i - j), cycle_th)[0] for i, j in store.pairs}
+    lattice = np.zeros((h, w), bool)
+    lattice[::stride, ::stride] = True
+    out: dict[str, list] = {k: [] for k in ("right", "object", "sift", "raft", "chain")}
+    for i in range(t):
+        for step in (1, -1):
+            acc, ok = np.zeros((h, w, 2), np.float32), np.ones((h, w), bool)
+            for gap in range(1, t):
+                j, prev = i + step * gap, i + step * (gap - 1)
+                if (prev, j) not in cycle or (i, j) not in cycle:
+                    break
+                pos = centres - 0.5 + acc
+                ok &= _remap(cycle[(prev, j)].astype(np.float32), pos, outside=0.0) > 0.999
+                acc = acc + _remap(store.get(prev, j), pos)
+                ok &= _inside(centres - 0.5 + acc, h, w)
+                if gap < 3:
+                    continue
+                sel = cycle[(i, j)] & lattice
+                flat = np.flatnonzero(sel)
+                f = store.get(i, j)
+                target, _, layer = truth.dense(i, j)
+                out["right"].append(np.linalg.norm(centres + f - target, axis=-1)[sel] < 3.0)
+                out["object"].append(layer[sel] > 0)
+                for method, fs in feats.items():
+                    out[method].append(fs.cosine(i, flat, j, (centres + f).reshape(-1, 2)[flat]))
+                out["chain"].append(np.where(ok, -np.linalg.norm(f - acc, axis=-1), -np.inf)[sel])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def roc_table(samples: dict[str, np.ndarray]) -> str:
+    """Markdown: the AUC of each score, on objects, background and all."""
+    from omnitrack.evaluation.flow_quality import auc
+
+    lines = ["| score | AUC objects | AUC background | AUC all | flows (objects / background) |", "|---|---|---|---|---|"]
+    obj = samples["object"]
+    for name, label in (("sift", "dense SIFT cosine"), ("raft", "RAFT feature-encoder cosine"),
+                        ("chain", "agreement with the chain of consecutive flows")):
+        cells = [auc(samples[name][sel], samples["right"][sel]) for sel in (obj, ~obj, np.ones_like(obj))]
+        lines.append(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {obj.sum()} / {(~obj).sum()} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnitrack.tools.flow_quality", description=__doc__.split("\n\n")[0])
     ap.add_argument("workspace", type=Path, help="results/<dataset> of a finished run with ground truth")
@@ -100,6 +163,10 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", choices=["masks", "direct"], default="masks")
     ap.add_argument("--videos", nargs="*", help="default: every video of the workspace")
     ap.add_argument("--csv", type=Path, help="also write the table here")
+    ap.add_argument("--roc", metavar="RAFT_WEIGHTS",
+                    help="synthetic only: instead, the ROC AUC of the appearance checks (dense SIFT, the encoder of "
+                         "this RAFT checkpoint) and of chain agreement at telling right (<= 3 px) from wrong "
+                         "cycle-consistent direct flows with |i-j| >= 3")
     args = ap.parse_args(argv)
 
     from omnitrack.errors import InputError
@@ -118,6 +185,14 @@ def main(argv=None) -> int:
             raise InputError(manifest_path, f"dataset {manifest['dataset']!r} is not in the configuration",
                              "pass the --configfile the run used")
     cycle_th = float((config.get("masks") or {}).get("cycle_th", 3.0))
+    if args.roc is not None:
+        if spec is None:
+            raise InputError(manifest_path, "--roc needs a synthetic dataset (dense ground truth)")
+        parts = [roc_samples(args.workspace, v, synthetic_truth(spec, v, args.workspace / "frames" / f"{v}.npz"),
+                             cycle_th, args.roc, int((config.get("features") or {}).get("cell", 8)))
+                 for v in args.videos or manifest["videos"]]
+        print(roc_table({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}))
+        return 0
     total: dict = {}
     for video in args.videos or manifest["videos"]:
         source = Path(manifest["sources"][video])
