@@ -295,8 +295,9 @@ def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dic
 
 
 def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out_path, grid: dict,
-              device: str = "auto") -> None:
-    """Track one video's query points with its fitted nvp model."""
+              device: str = "auto", inference: dict | None = None) -> None:
+    """Track one video's query points with its fitted nvp model (``inference``: values of the nvp keys
+    only inference reads, e.g. occlusion_margin, that replace the model's)."""
     from omnitrack.model import predict
     from omnitrack.queries import video_queries
 
@@ -304,7 +305,7 @@ def track_nvp(model_path, frames_path, manifest_path, video: str, mode: str, out
     queries = video_queries(read_json(manifest_path), video, mode, meta["num_frames"], meta["width"],
                             meta["height"], grid)
     with memory_hint(model_path, "track_nvp"):
-        tracks, occluded = predict(model_path, queries, device=device)
+        tracks, occluded = predict(model_path, queries, device=device, inference=inference)
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 

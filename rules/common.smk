@@ -1,6 +1,7 @@
 # Helpers shared by rules/*.smk: dataset manifests, input functions, per-stage params and resources.
 # Cheap at parse time: nothing here imports torch or reads video data.
 import json
+from omnitrack.model.config import INFERENCE_KEYS as NVP_INFERENCE_KEYS
 from omnitrack.model.config import resolve as resolve_nvp
 from omnitrack.versions import STAGE_VERSIONS
 
@@ -173,8 +174,15 @@ def dataset_summary_input(wildcards):
 
 
 def nvp_config(wildcards):
-    """The nvp hyper-parameters: the preset's keys overridden by config `nvp`, on config `device`."""
-    return {"device": config["device"], **config["nvp"]}
+    """The nvp hyper-parameters of the fit: the preset's keys overridden by config `nvp`, on config
+    `device`, without the keys only inference reads (changing those must not refit)."""
+    return {"device": config["device"], **{k: v for k, v in config["nvp"].items() if k not in NVP_INFERENCE_KEYS}}
+
+
+def nvp_inference(wildcards):
+    """The keys only inference reads (e.g. occlusion_margin), resolved against the preset."""
+    resolved = resolve_nvp(config["nvp"])
+    return {k: resolved[k] for k in sorted(NVP_INFERENCE_KEYS)}
 
 
 VISUALISE = config["visualise"]

@@ -67,6 +67,7 @@ rule track_nvp:
     params:
         grid=config["grid"],
         device=config["device"],
+        inference=nvp_inference,
         version=version("track_nvp"),
     log:
         "logs/{dataset}/track_nvp/{video}.{mode}.log",

@@ -55,7 +55,9 @@ PAPER = {
     "motion_init_samples": 2000,  # reliable pixels per RANSAC fit
     "bound_shrink": 0.8,
     "bound_floor": 0.25,
-    "occlusion_margin": 0.02,
+    # a tracked point is occluded where the frame's depth is nearer by more than this, in the fit's depth
+    # units (the far scene at 1.0; upstream's 0.02 is metres of ZoeDepth): read at inference only
+    "occlusion_margin": 0.1,
     "min_depth": 0.01,
     # flow-pair sampling
     "partner_window": 12,
@@ -110,8 +112,10 @@ PAPER = {
     "track_batch": 262144,  # (query, frame) evaluations per inference chunk
 }
 
+# keys only inference reads: the track_nvp stage takes them from the config, not from the fitted model
+INFERENCE_KEYS = {"occlusion_margin", "track_batch"}
 # keys that do not change the optimisation result (a checkpoint with other values still resumes)
-RUN_KEYS = {"device", "threads", "checkpoint_every", "log_every", "progress", "tensorboard", "track_batch"}
+RUN_KEYS = {"device", "threads", "checkpoint_every", "log_every", "progress", "tensorboard", *INFERENCE_KEYS}
 
 CPU_STEPS = 1000
 SCHEDULE_KEYS = ["lr_decay_steps", "curriculum_every", "match_inlier_step", "checkpoint_every"]
