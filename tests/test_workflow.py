@@ -64,6 +64,14 @@ def test_changing_a_matching_parameter_reruns_only_matches_and_downstream(finish
     assert set(jobs) - set(downstream) <= {"visualise", "plots", "plot_loss", "summary_page"}, out.stdout
 
 
+def test_changing_the_occlusion_margin_reruns_tracking_not_the_fit(finished_run):
+    (finished_run / "override.yaml").write_text("nvp: {preset: cpu, steps: 40, occlusion_margin: 0.2}\n")
+    out = snakemake(finished_run, "-n", "--configfile", "config.yaml", "override.yaml")
+    jobs = planned_jobs(out.stdout)
+    assert jobs.get("track_nvp") == 4 and jobs.get("evaluate") == 4 and "optimise" not in jobs, out.stdout
+    assert not {"flow", "masks", "matches", "track_chain", "depth"} & set(jobs), out.stdout
+
+
 def test_bad_config_names_the_key(tmp_path):
     bad = {**TINY, "flow": {"method": "dis", "window": 0}, "colour": "blue"}
     work = make_workdir(tmp_path, bad)
