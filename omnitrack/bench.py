@@ -2,11 +2,15 @@
 
     python -m omnitrack.bench deformer --pairs 16 --points 1024 --frames 24 --steps 10
     python -m omnitrack.bench fit --pairs 16 --points 1024 --frames 24 --size 160 --steps 10
+    python -m omnitrack.bench depth --weights depth_anything_v2_vits.pth --input-size 518 --size 256 --steps 5
 
 ``deformer``: one step of the deformation alone on random inputs (depth look-up and lift, forward
 at t_i, inverse at t_j, projection, L1 to random targets, backward, Adam step).
 ``fit``: the whole training step on a synthetic two-layer video (sampling from the memory-mapped
 flow store, depth look-ups, every loss term including matches, backward, Adam, scheduler).
+``depth``: Depth Anything V2 on one random ``--size`` x ``--size`` frame per step (preprocessing,
+network at ``--input-size``, resize back: :func:`omnitrack.depth.infer_video`); the weights' values do
+not change the time, so the shared random-weights file times the real model.
 Both time ``--steps`` steps after ``--warmup`` steps and print the per-step wall-clock median and
 process CPU-time median (and the wall-clock minimum, robust to a loaded machine); the last line is ``step_s=<median seconds>``. ``fit`` also reports the peak
 resident memory (max RSS) of the process.
@@ -94,9 +98,26 @@ def bench_fit(args) -> float:
     return wall
 
 
+def bench_depth(args) -> float:
+    import numpy as np
+    import torch
+
+    from omnitrack.depth import infer_video, load_depth_anything
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model = load_depth_anything(args.weights, args.encoder, device)
+    frame = np.random.default_rng(0).integers(0, 256, (1, args.size, args.size, 3), dtype=np.uint8)
+    wall, cpu, best = _time(lambda: infer_video(model, frame, args.input_size, device, progress=False),
+                            args.warmup, args.steps)
+    print(f"depth: Depth Anything V2 {args.encoder}, input_size {args.input_size}, one {args.size}x{args.size} "
+          f"frame, threads={torch.get_num_threads()}: wall median {wall:.3f} s (min {best:.3f} s), "
+          f"cpu median {cpu:.3f} s")
+    return wall
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnitrack.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["deformer", "fit"])
+    ap.add_argument("what", choices=["deformer", "fit", "depth"])
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--points", type=int, default=1024)
     ap.add_argument("--frames", type=int, default=24)
@@ -106,12 +127,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--preset", default="paper", choices=["paper", "cpu"], help="model sizes and loss weights")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--weights", help="depth: a Depth Anything V2 release file")
+    ap.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"], help="depth: its encoder")
+    ap.add_argument("--input-size", type=int, default=518, help="depth: the network's shorter side")
     args = ap.parse_args(argv)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    seconds = bench_deformer(args) if args.what == "deformer" else bench_fit(args)
+    seconds = {"deformer": bench_deformer, "fit": bench_fit, "depth": bench_depth}[args.what](args)
     print(f"step_s={seconds:.4f}")
     return 0
 

@@ -97,6 +97,15 @@ def check_device(device: str) -> None:
                               "(remote executor) skips this check on the submit host")
 
 
+def merge(base: dict, override: dict) -> dict:
+    """``override`` merged into a copy of ``base`` key by key (nested dicts merged, other values
+    replaced), as Snakemake merges ``--configfile`` files over the workflow's config."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 if __name__ == "__main__":  # python -m omnitrack.config FILE...: check config files as the workflow does
     import sys
 

@@ -29,6 +29,7 @@ MEMORY_SETTINGS = {
     "masks": RESOLUTION,
     "matches": "raise features.cell (fewer descriptors per frame), or " + RESOLUTION,
     "track_chain": "grid.spacing (fewer grid queries), or " + RESOLUTION,
+    "depth": "depth.input_size / depth.batch_size (depth_anything_v2), or " + RESOLUTION,
     "optimise": "nvp.num_points / nvp.num_pairs (flow points sampled per step; also match_points / match_pairs)",
     "track_nvp": "nvp.track_batch ((query, frame) evaluations per chunk)",
 }
@@ -172,6 +173,7 @@ def extract_features(frames_path: str | Path, out_path: str | Path, spec: dict, 
 
 def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: str | Path | None,
                 out_dir: str | Path, cfg: dict) -> None:
+    """The masks stage; ``cfg``: the config's ``masks`` section (keyword arguments of compute_masks)."""
     from omnitrack.features.descriptors import load_features
     from omnitrack.flow.consistency import compute_masks
     from omnitrack.flow.store import FlowStore
@@ -187,8 +189,7 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
                                             f"{meta['num_frames']}: it was computed from other frames")
         features = {"descriptors": desc, "cell": cell}
     with memory_hint(frames_path, "masks"):
-        compute_masks(frames, store, out_dir, features=features, cycle_th=cfg["cycle_th"],
-                      appearance_th=cfg["appearance_th"], chain=cfg["chain"])
+        compute_masks(frames, store, out_dir, features=features, **cfg)
 
 
 def find_matches(frames_path: str | Path, features_path: str | Path, out_path: str | Path, cfg: dict) -> None:
@@ -242,24 +243,94 @@ def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mo
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 
 
-def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dict) -> None:
-    """Fit the nvp model to one video (resumes from ``<out_path>.partial`` after an interruption)."""
+def estimate_depth(frames_path, masks_dir, out_path, cfg: dict, device: str = "auto") -> np.ndarray:
+    """The depth stage: the depth the nvp fit starts from (omnitrack.depth.stage, by ``cfg["method"]``),
+    written to ``out_path`` (npz: ``depth`` float32 [T, H, W], ``meta`` a JSON string: method, settings,
+    version). ``cfg``: the config's ``depth`` section; ``masks_dir`` is needed by layers and motion.
+
+    depth_anything_v2 loads its weights before anything else, so a missing or foreign file fails at once
+    (InputError naming the file and where to download it).
+    """
+    import json
+
+    from omnitrack.depth.stage import NEEDS_MASKS, compute_depth, settings, used_settings
+    from omnitrack.versions import STAGE_VERSIONS
+
+    cfg = settings(cfg)
+    method = cfg["method"]
+    model = None
+    if method == "depth_anything_v2":
+        from omnitrack.depth.anything import load_depth_anything
+
+        device = _torch_device(device)
+        model = load_depth_anything(cfg["weights"], cfg["encoder"], device)
+    frames, meta = load_frames(frames_path)
+    masks = None
+    if method in NEEDS_MASKS:
+        from omnitrack.flow.consistency import load_masks
+
+        if masks_dir is None:
+            raise InputError("depth", f"depth.method {method} needs the masks stage's output directory")
+        store, mask, _ = load_masks(masks_dir)
+        _check_frames_match(masks_dir, "flows of frames", (store.num_frames, store.height, store.width), meta,
+                            frames_path)
+        masks = (store, mask)
+    with memory_hint(frames_path, "depth"):
+        depth = compute_depth(frames, cfg, masks=masks, device=device, model=model)
+    info = {"method": method, "settings": used_settings(cfg), "version": STAGE_VERSIONS["depth"],
+            "units": "nvp fit depth: far scene 1.0, nearer smaller"}
+    save_npz(out_path, depth=depth.astype(np.float32), meta=np.array(json.dumps(info)))
+    log.info("%s: depth by %s, range [%.3f, %.3f], %d distinct values", meta["video"], method, depth.min(),
+             depth.max(), min(len(np.unique(depth)), 10**6))
+    return depth
+
+
+def load_depth_file(path) -> tuple[np.ndarray, dict]:
+    """A depth stage file -> (depth float32 [T, H, W], meta dict)."""
+    import json
+
+    z = load_npz(path, {"depth": (3, "f"), "meta": (0, "U")})
+    try:
+        meta = json.loads(str(z["meta"]))
+    except ValueError as e:
+        raise CacheError(path, f"its 'meta' is not JSON ({e})") from None
+    return z["depth"].astype(np.float32), meta
+
+
+def _torch_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dict, depth_path=None) -> None:
+    """Fit the nvp model to one video (resumes from ``<out_path>.partial`` after an interruption).
+
+    depth_path: the depth stage's file (the fit's start); None: the fit's own start (nvp.motion_init_sep).
+    """
     from omnitrack.model import fit_video
 
+    depth = None
+    if depth_path is not None:
+        depth, _ = load_depth_file(depth_path)
+        _check_frames_match(depth_path, "depth maps", depth.shape, load_meta(frames_path), frames_path)
     with memory_hint(frames_path, "optimise"):
-        fit_video(frames_path, masks_dir, matches_path, out_path, nvp, loss_path=loss_path)
+        fit_video(frames_path, masks_dir, matches_path, out_path, nvp, loss_path=loss_path, depth_path=depth)
 
 
 def track_nvp(model_path, frames_path, truth_path, video: str, mode: str, out_path, grid: dict,
-              device: str = "auto") -> None:
-    """Track one video's query points with its fitted nvp model."""
+              device: str = "auto", inference: dict | None = None) -> None:
+    """Track one video's query points with its fitted nvp model (``inference``: values of the nvp keys
+    only inference reads, e.g. occlusion_margin, that replace the model's)."""
     from omnitrack.model import predict
     from omnitrack.queries import video_queries
 
     meta = load_meta(frames_path)
     queries = video_queries(truth_path, mode, meta["num_frames"], meta["width"], meta["height"], grid)
     with memory_hint(model_path, "track_nvp"):
-        tracks, occluded = predict(model_path, queries, device=device)
+        tracks, occluded = predict(model_path, queries, device=device, inference=inference)
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 

@@ -11,12 +11,14 @@ STAGE_VERSIONS = {
     "frames": 1,
     "flow": 1,
     "features": 1,
-    "masks": 1,
+    "masks": 2,
     "matches": 1,
+    "depth": 1,
     "track_chain": 1,
-    "optimise": 1,
+    "optimise": 2,
     "track_nvp": 1,
     "evaluate": 3,  # 3: strict JSON (undefined metrics are null, never NaN)
-    "visualise": 1,
+    "visualise": 2,
+    "visualise_depth": 1,
     "summary": 1,  # the summaries: num_queries on every row, the original video name, datasets gathered
 }

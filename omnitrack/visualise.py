@@ -272,7 +272,7 @@ def preview_png(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, qu
 def visualise_prediction(frames_path: str | Path, prediction_path: str | Path, out_mp4: str | Path,
                          preview_path: str | Path, cfg: dict, source_path: str | Path | None = None,
                          mode: str | None = None, label: str = "prediction",
-                         viewer_path: str | Path | None = None) -> dict:
+                         viewer_path: str | Path | None = None, depth_preview: str | Path | None = None) -> dict:
     """Track video of one prediction file (docs/formats.md) over its frames file, its preview and (with
     ``viewer_path``) the HTML viewer of both.
 
@@ -309,8 +309,78 @@ def visualise_prediction(frames_path: str | Path, prediction_path: str | Path, o
         shown = "ground truth | prediction" if gt is not None else "prediction"
         viewer_html(viewer_path, preview_path, out_mp4, f"{meta['video']}: {label}",
                     f"{shown}; {len(pred['query_points'])} tracks, {info['frames']} frames"
-                    + (f", query mode {mode}" if mode else "") + "; occluded points: " + cfg.get("occluded", "hollow"))
+                    + (f", query mode {mode}" if mode else "") + "; occluded points: " + cfg.get("occluded", "hollow"),
+                    depth_preview=depth_preview)
     return info
+
+
+def depth_colours(depth: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Depth float [..., H, W] -> uint8 RGB [..., H, W, 3] with the turbo colour map: nearest (``lo``,
+    default the minimum) red, farthest (``hi``, default the maximum) blue; a constant map is blue."""
+    import cv2
+
+    depth = np.asarray(depth, np.float32)
+    lo = float(depth.min()) if lo is None else lo
+    hi = float(depth.max()) if hi is None else hi
+    near = np.zeros(depth.shape, np.float32) if hi - lo <= 1e-9 else np.clip((hi - depth) / (hi - lo), 0, 1)
+    grey = np.rint(near * 255).astype(np.uint8)
+    flat = cv2.applyColorMap(grey.reshape(-1, 1), cv2.COLORMAP_TURBO)[:, 0, ::-1]  # BGR -> RGB
+    return np.ascontiguousarray(flat.reshape(*depth.shape, 3))
+
+
+def render_depth_frames(frames: np.ndarray, depth: np.ndarray, min_side: int = 320, label: str = "depth"):
+    """Yield frame | depth (turbo colours, one range for the whole video, labelled with it) per frame."""
+    import cv2
+
+    frames, depth = np.asarray(frames), np.asarray(depth, np.float32)
+    if depth.shape != frames.shape[:3]:
+        raise ValueError(f"depth {depth.shape} does not match the frames {frames.shape[:3]}")
+    h, w = frames.shape[1:3]
+    scale = upscale_factor(w, h, min_side)
+    lo, hi = float(depth.min()), float(depth.max())
+    for t in range(len(frames)):
+        big = (w * scale, h * scale)
+        left = _label(cv2.resize(frames[t], big, interpolation=cv2.INTER_NEAREST), f"frame {t}")
+        right = _label(cv2.resize(depth_colours(depth[t], lo, hi), big, interpolation=cv2.INTER_NEAREST),
+                       f"{label}: red {lo:.2f} (near) .. blue {hi:.2f}")
+        gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
+        out = np.concatenate([left, gap, right], axis=1)
+        yield np.pad(out, ((0, out.shape[0] % 2), (0, out.shape[1] % 2), (0, 0)))
+
+
+def visualise_depth(frames_path: str | Path, depth_path: str | Path, out_mp4: str | Path, preview_path: str | Path,
+                    cfg: dict) -> dict:
+    """The depth video of one video (frame | depth in turbo colours) and its animated preview.
+
+    cfg: the ``visualise`` config (fps, preview_every, preview_max_side, min_side). -> {"frames", "width", "height"}.
+    """
+    from omnitrack.data.frames import load_frames
+    from omnitrack.errors import CacheError
+    from omnitrack.pipeline import load_depth_file
+
+    frames, meta = load_frames(frames_path)
+    depth, info = load_depth_file(depth_path)
+    if depth.shape != frames.shape[:3]:
+        raise CacheError(depth_path, f"depth maps {depth.shape} (T, H, W) do not match {frames_path} "
+                                     f"{frames.shape[:3]}: it was computed from other frames")
+    every = max(1, cfg.get("preview_every", 2))
+    kept: list[np.ndarray] = []
+    size: list[int] = []
+    max_side = cfg.get("preview_max_side", 480)
+
+    def frames_and_keep():
+        for t, drawn in enumerate(render_depth_frames(frames, depth, cfg.get("min_side", 320),
+                                                      f"depth ({info.get('method', '?')})")):
+            size[:] = drawn.shape[1], drawn.shape[0]
+            if t % every == 0:
+                kept.append(_shrink(drawn, max_side))
+            yield drawn
+
+    fps = cfg.get("fps") or meta.get("fps") or 10.0
+    count = write_mp4(out_mp4, frames_and_keep(), fps)
+    write_preview(preview_path, kept, 1, max_side, fps / every)
+    log.info("%s: depth by %s -> %s (%dx%d, %d frames)", depth_path, info.get("method"), out_mp4, size[0], size[1], count)
+    return {"frames": count, "width": size[0], "height": size[1]}
 
 
 def _data_uri(path: str | Path) -> str:
@@ -321,13 +391,19 @@ def _data_uri(path: str | Path) -> str:
 
 
 def viewer_html(out_html: str | Path, preview_path: str | Path, mp4_path: str | Path | None, title: str,
-                note: str = "") -> None:
-    """A self-contained HTML page: the animated preview (``img#preview``), then the full mp4 (``video#video``).
+                note: str = "", depth_preview: str | Path | None = None) -> None:
+    """A self-contained HTML page: the animated preview (``img#preview``), then the full mp4 (``video#video``),
+    and with ``depth_preview`` the depth video's preview (``img#depth``: the nvp fit's depth start) beside it.
 
-    Both are embedded as data URIs, so the page works inside the Snakemake report and on its own.
+    All are embedded as data URIs, so the page works inside the Snakemake report and on its own.
     """
     import html
 
+    depth = ""
+    if depth_preview is not None:
+        depth = ("<p>Depth start of the nvp fit (frame | depth; red near, blue far; "
+                 "results/&lt;dataset&gt;/visualise/depth/):</p>"
+                 f"<img id='depth' alt='depth preview' src='{_data_uri(depth_preview)}'>")
     video = ""
     if mp4_path is not None:
         video = (f"<p>Full resolution ({html.escape(Path(mp4_path).name)}):</p>"
@@ -336,6 +412,6 @@ def viewer_html(out_html: str | Path, preview_path: str | Path, mp4_path: str | 
             "body{font-family:system-ui,sans-serif;margin:1em;color:#111}img,video{max-width:100%;"
             "image-rendering:auto;border:1px solid #ccc}</style></head><body>"
             f"<h3>{html.escape(title)}</h3><p>{html.escape(note)}</p>"
-            f"<img id='preview' alt='track preview' src='{_data_uri(preview_path)}'>{video}</body></html>\n")
+            f"<img id='preview' alt='track preview' src='{_data_uri(preview_path)}'>{depth}{video}</body></html>\n")
     with atomic_path(out_html) as tmp:
         tmp.write_text(page, encoding="utf-8")

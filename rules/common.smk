@@ -4,6 +4,7 @@ import json
 import os
 from omnitrack.data.videos import check_dataset_path, source_stamp
 from omnitrack.errors import InputError
+from omnitrack.model.config import INFERENCE_KEYS as NVP_INFERENCE_KEYS
 from omnitrack.model.config import resolve as resolve_nvp
 from omnitrack.versions import STAGE_VERSIONS
 
@@ -35,6 +36,11 @@ DATASETS = selected_datasets()
 check_datasets()
 if "nvp" in config["methods"]:
     resolve_nvp(config["nvp"])  # unknown or invalid nvp keys fail before anything runs
+if "motion_init_sep" in config["nvp"]:
+    raise ValueError(
+        "config: nvp.motion_init_sep has no effect in the workflow: the depth stage gives the fit its start "
+        "(use `depth: {method: motion, motion: {sep: <value>}}` for the motion start, or depth.method: layers)"
+    )
 GT_KINDS = ("synthetic", "tapvid")
 
 
@@ -76,10 +82,38 @@ def runtime_for(base, per_input_mb):
     return lambda wildcards, input, attempt: int((base + per_input_mb * input.size_mb) * attempt)
 
 
+def feature_spec(purpose):
+    """The features.<purpose> section; the raft method without weights takes the flow's RAFT checkpoint."""
+    spec = dict(config["features"][purpose])
+    if spec["method"] == "raft" and spec.get("weights") is None:
+        spec["weights"] = config["flow"]["raft"]["weights"]
+    return spec
+
+
 def filter_features(wildcards):
     if config["features"]["filter"]["method"] == "none":
         return []
     return f"results/{wildcards.dataset}/features/{wildcards.video}.filter.npz"
+
+
+DEPTH = config["depth"]
+DEPTH_MODEL = DEPTH["method"] == "depth_anything_v2"  # the only method that runs a network (gpu=1)
+
+
+def depth_params(wildcards):
+    """The depth section, only the keys of the chosen method (changing another method's keys reruns nothing)."""
+    method = DEPTH["method"]
+    keys = {"layers": ["layers", "seed"], "motion": ["motion", "seed"], "none": [],
+            "depth_anything_v2": ["weights", "encoder", "input_size", "batch_size", "max_ratio"]}[method]
+    return {"method": method, **{k: DEPTH[k] for k in keys}}
+
+
+def depth_input(wildcards):
+    """Frames, plus the masks directory for the methods that read flows (layers, motion)."""
+    files = {"frames": f"results/{wildcards.dataset}/frames/{wildcards.video}.npz"}
+    if DEPTH["method"] in ("layers", "motion"):
+        files["masks"] = f"results/{wildcards.dataset}/masks/{wildcards.video}"
+    return files
 
 
 def stage_benchmarks(dataset, video, method, mode):
@@ -95,6 +129,7 @@ def stage_benchmarks(dataset, video, method, mode):
     if config["features"]["filter"]["method"] != "none":
         files["features_filter"] = f"{b}/features/{video}.filter.tsv"
     if method == "nvp":
+        files["depth"] = f"{b}/depth/{video}.tsv"
         files["optimise"] = f"{b}/optimise/{video}.tsv"
     files[f"track_{method}"] = f"{b}/track_{method}/{video}.{mode}.tsv"
     return files
@@ -108,6 +143,7 @@ def summary_settings(wildcards):
         "window": config["flow"]["window"],
         "filter_features": feats["filter"]["method"],
         "match_features": feats["match"]["method"],
+        "depth": config["depth"]["method"] if "nvp" in config["methods"] else None,
     }
 
 
@@ -219,11 +255,25 @@ def summary_datasets():
 
 
 def nvp_config(wildcards):
-    """The nvp hyper-parameters: the preset's keys overridden by config `nvp`, on config `device`."""
-    return {"device": config["device"], **config["nvp"]}
+    """The nvp hyper-parameters of the fit: the preset's keys overridden by config `nvp`, on config
+    `device`, without the keys only inference reads (changing those must not refit)."""
+    return {"device": config["device"], **{k: v for k, v in config["nvp"].items() if k not in NVP_INFERENCE_KEYS}}
+
+
+def nvp_inference(wildcards):
+    """The keys only inference reads (e.g. occlusion_margin), resolved against the preset."""
+    resolved = resolve_nvp(config["nvp"])
+    return {k: resolved[k] for k in sorted(NVP_INFERENCE_KEYS)}
 
 
 VISUALISE = config["visualise"]
+
+
+def depth_video(wildcards):
+    """The depth video shown beside a track video (only where nvp runs, the depth stage's only user)."""
+    if "nvp" not in config["methods"]:
+        return []
+    return f"results/{wildcards.dataset}/visualise/depth/{wildcards.video}.webp"
 
 
 def visualised_modes(dataset):
@@ -233,7 +283,8 @@ def visualised_modes(dataset):
 
 def report_targets(wildcards):
     """Everything the report shows: the summary page, plots per benchmark dataset, and track videos of the
-    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode)."""
+    first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode), with the
+    depth video of each such video where nvp runs."""
     targets = ["results/report/summary.html"]
     for ds in sorted(DATASETS):
         if DATASETS[ds]["kind"] in GT_KINDS:
@@ -241,6 +292,8 @@ def report_targets(wildcards):
         if "nvp" in config["methods"]:
             targets.append(f"results/{ds}/plots/nvp_loss.png")
         for video in videos_of(ds)[: VISUALISE["max_videos"]]:
+            if "nvp" in config["methods"]:
+                targets.append(f"results/{ds}/visualise/depth/{video}.mp4")
             for method in config["methods"]:
                 for mode in visualised_modes(ds):
                     targets.append(f"results/{ds}/visualise/{method}/{video}.{mode}.html")

@@ -9,7 +9,7 @@ rule features:
     output:
         "results/{dataset}/features/{video}.{purpose}.npz",
     params:
-        spec=lambda wc: config["features"][wc.purpose],
+        spec=lambda wc: feature_spec(wc.purpose),
         cell=config["features"]["cell"],
         device=config["device"],
         version=version("features"),

@@ -6,6 +6,7 @@ rule visualise:
         unpack(gt_input),
         frames="results/{dataset}/frames/{video}.npz",
         prediction="results/{dataset}/predictions/{method}/{video}.{mode}.npz",
+        depth=depth_video,
     output:
         mp4="results/{dataset}/visualise/{method}/{video}.{mode}.mp4",
         preview="results/{dataset}/visualise/{method}/{video}.{mode}.webp",

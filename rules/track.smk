@@ -35,6 +35,7 @@ rule optimise:
         frames="results/{dataset}/frames/{video}.npz",
         masks="results/{dataset}/masks/{video}",
         matches="results/{dataset}/matches/{video}.npz",
+        depth="results/{dataset}/depth/{video}.npz",
     output:
         model="results/{dataset}/models/{video}.pt",
         loss="results/{dataset}/models/{video}.loss.csv",
@@ -66,6 +67,7 @@ rule track_nvp:
     params:
         grid=config["grid"],
         device=config["device"],
+        inference=nvp_inference,
         version=version("track_nvp"),
     log:
         "logs/{dataset}/track_nvp/{video}.{mode}.log",

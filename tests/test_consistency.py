@@ -162,3 +162,48 @@ def test_descriptor_cosine_matches_a_direct_bilinear_computation():
     a, b = bilinear(desc[0], xy_i / 8), bilinear(desc[1], xy_j / 8)
     expected = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     np.testing.assert_allclose(feats.cosine(0, flat, 1, xy_j, chunk=64), expected, atol=1e-5)
+
+
+def test_long_gap_flow_that_the_chain_contradicts_is_not_reliable(tmp_path):
+    """A direct long-gap flow that passes the cycle test but is wrong on a moving object (it follows
+    the background, in both directions) must not be trusted: the chain of exact consecutive flows
+    contradicts it. Upstream's rule (confirm_th=None) marks it reliable."""
+    t_frames, window = 5, 4
+    frames, exact = square_scene(t_frames)
+    flows = {}
+    for i, j in window_pairs(t_frames, window):
+        if abs(i - j) == 1:
+            flows[(i, j)] = np.where(square_at(i)[..., None], SQ_STEP * (j - i), BG_STEP).astype(np.float32)
+        else:  # the background's motion everywhere: cycle-consistent, wrong on the square
+            flows[(i, j)] = np.zeros((H, W, 2), np.float32)
+    store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
+    compute_masks(frames, store, tmp_path / "upstream", chain=True, confirm_th=None, progress=False)
+    compute_masks(frames, store, tmp_path / "confirmed", chain=True, confirm_th=2.0, progress=False)
+    square = square_at(0)
+    for name, wrong_kept in (("upstream", True), ("confirmed", False)):
+        out_store, mask, _ = load_masks(tmp_path / name)
+        for j in (2, 3, 4):
+            truth = np.where(square[..., None], SQ_STEP * j, BG_STEP)
+            reliable = mask[store.index[(0, j)]] != 0
+            wrong = np.linalg.norm(out_store.get(0, j) - truth, axis=-1) > 1.0
+            assert (reliable & wrong & square).any() == wrong_kept, (name, j)
+            assert reliable[~square & ~square_at(j)].mean() > 0.95     # the static background stays
+    assert load_masks(tmp_path / "confirmed")[0].meta["masks"]["confirm_th"] == 2.0
+
+
+def test_chain_agreeing_with_the_direct_flow_keeps_the_direct_flow(tmp_path):
+    """Where the chain reaches a pixel and agrees within confirm_th, the (drift-free) direct flow is
+    what the masks stage writes."""
+    step = np.array([1.0, 0.5], np.float32)
+    t_frames, window = 4, 3
+    frames = np.stack([texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
+    drift = np.array([0.5, 0.0], np.float32)    # each consecutive flow is 0.5 px off
+    flows = {(i, j): np.broadcast_to(step * (j - i) + (drift * np.sign(j - i) if abs(i - j) == 1 else 0),
+                                     (H, W, 2)).astype(np.float32) for i, j in window_pairs(t_frames, window)}
+    store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
+    compute_masks(frames, store, tmp_path / "m", chain=True, confirm_th=2.0, progress=False)
+    out, mask, _ = load_masks(tmp_path / "m")
+    k = store.index[(0, 3)]
+    reliable = mask[k] == RELIABLE
+    assert reliable.mean() > 0.7
+    np.testing.assert_allclose(out.get(0, 3)[reliable], np.broadcast_to(3 * step, (reliable.sum(), 2)), atol=0.05)

@@ -93,12 +93,14 @@ def test_davis_run_plans_the_expected_jobs_per_rule(davis_plan):
         "flow": n,
         "features": 2 * n,  # filter and match descriptors
         "masks": n,
+        "depth": n,  # layers (the default): weight-free, in the per-video CPU group
         "matches": n,
         "track_chain": n * modes,
         "optimise": n,
         "track_nvp": n * modes,
         "evaluate": n * modes * len(DAVIS["methods"]),
         "visualise": 3 * modes * len(DAVIS["methods"]),  # the first visualise.max_videos videos
+        "visualise_depth": 3,
         "plots": 1,
         "plot_loss": 1,
         "summary_page": 1,
@@ -113,6 +115,6 @@ def test_slurm_profile_sends_only_optimise_to_the_gpu_partition(davis_plan):
     for res in blocks["optimise"]:
         assert res["slurm_partition"] == "gpu" and res["gpu"] == "1", res
         assert res["cpus_per_gpu"] == res["threads"], res
-    for rule in ["frames", "flow", "features", "masks", "matches", "track_chain", "track_nvp"]:
+    for rule in ["frames", "flow", "features", "masks", "depth", "matches", "track_chain", "track_nvp"]:
         for res in blocks[rule]:
             assert res["slurm_partition"] == "cpu" and res.get("gpu", "0") == "0", (rule, res)

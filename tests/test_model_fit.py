@@ -105,6 +105,28 @@ def test_existing_final_checkpoint_is_reused(video12, tmp_path):
     assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
 
 
+def test_inference_keys_come_from_the_caller_and_do_not_refit(video12, tmp_path):
+    """occlusion_margin is read at inference only: predict() takes it from the caller (the workflow's
+    config), and a fit asked with another margin reuses the fitted model."""
+    _, inputs, frames_path = video12
+    ck = tmp_path / "model.pt"
+    fit_video(frames_path, inputs["masks_dir"], None, ck, small_config(steps=5, occlusion_margin=0.1))
+    q = np.stack(np.meshgrid(np.arange(12), np.arange(4, 48, 8) + 0.5, np.arange(4, 48, 8) + 0.5,
+                             indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
+    _, occ_default = predict(ck, q)
+    _, occ_never = predict(ck, q, inference={"occlusion_margin": 10.0})
+    _, occ_always = predict(ck, q, inference={"occlusion_margin": -10.0})
+    inside = ~occ_never                       # margin 10: only points outside the frame stay occluded
+    assert occ_always.sum() > occ_default.sum() >= occ_never.sum() and (occ_always | ~inside).mean() > 0.9
+    with pytest.raises(ValueError, match=r"\['steps'\] are not inference keys"):
+        predict(ck, q, inference={"steps": 3})
+    stamp = ck.stat().st_mtime_ns
+    messages = []
+    fit(frames_path, small_config(steps=5, occlusion_margin=0.5), masks_dir=inputs["masks_dir"], checkpoint_path=ck,
+        log=messages.append)
+    assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
+
+
 def test_checkpoint_of_another_video_is_rejected(video12, tmp_path):
     _, inputs, frames_path = video12
     ck = tmp_path / "model.pt"

@@ -274,5 +274,7 @@ def test_davis_gpu_overlay_gives_the_paper_sizes():
     paper = default_config("paper")
     for key in ("num_pairs", "num_points", "steps", "plane_res", "lr_decay_steps", "match_weight_steps"):
         assert gpu[key] == paper[key], key
-    assert gpu["motion_init_sep"] == cpu["nvp"]["motion_init_sep"] > 0  # kept on purpose (documented)
+    # the motion start is kept on purpose (documented): now a depth stage method, not an nvp key
+    assert merged["depth"] == cpu["depth"] == {"method": "motion", "motion": {"sep": 0.3}}
+    assert "motion_init_sep" not in merged["nvp"] and gpu["motion_init_sep"] == 0
     assert resolve(cpu["nvp"])["num_pairs"] == cpu["nvp"]["num_pairs"]

@@ -128,3 +128,34 @@ def test_dataset_pickle_round_trip(tmp_path):
         for key in ("video", "points", "occluded"):
             np.testing.assert_array_equal(loaded[name][key], expected[name][key])
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary left behind
+
+
+def test_dense_truth_agrees_with_the_sparse_tracks(scenes):
+    """The dense correspondences (every pixel, from the layer maps) reproduce the benchmark's tracks:
+    same positions and occlusion in every frame, from every frame where a track is visible."""
+    from omnitrack.data.synthetic import DenseTruth
+
+    scene = scenes[1]
+    truth = DenseTruth(video_seed(0, 1))
+    np.testing.assert_array_equal(truth.video, scene["video"])
+    tracks, occluded = scene["tracks"], scene["occluded"]
+    checked = 0
+    for i in range(0, tracks.shape[1], 5):
+        vis = ~occluded[:, i]
+        for j in range(tracks.shape[1]):
+            target, occ, _ = truth.correspond(tracks[vis, i], i, j, layer=scene["track_layer"][vis])
+            np.testing.assert_allclose(target, tracks[vis, j], atol=1e-9)
+            np.testing.assert_array_equal(occ, occluded[vis, j])
+            checked += int(vis.sum())
+    assert checked > 1000
+    # dense form: a pixel centre's layer is the front layer there, and it maps onto itself in its own frame
+    target, occ, layer = truth.dense(3, 3)
+    np.testing.assert_array_equal(layer, scene["front"][3])
+    assert not occ.any()
+    ys, xs = np.mgrid[0:160, 0:160] + 0.5
+    np.testing.assert_allclose(target, np.stack([xs, ys], -1), atol=1e-9)
+    # an object pixel moves with its object: it differs from the background's motion
+    target, occ, layer = truth.dense(3, 12)
+    obj = layer > 0
+    bg_motion = np.median((target - np.stack([xs, ys], -1))[~obj], axis=0)
+    assert np.median(np.linalg.norm((target - np.stack([xs, ys], -1))[obj] - bg_motion, axis=-1)) > 3

@@ -32,6 +32,23 @@ def test_demo_produces_the_summary(finished_run):
     assert set(per_video.match_features) == {"sift"} and set(per_video.flow) == {"dis"}
 
 
+def test_flow_quality_tool_scores_the_training_flows(finished_run, tmp_path):
+    """The flow-quality table of the run, against the renderer's dense truth: a row per gap of the
+    window, and the confirmed masks keep long-gap flows on the moving objects right (the direct
+    flows under the cycle test alone are not)."""
+    from omnitrack.tools.flow_quality import main
+
+    config = str(finished_run / "config.yaml")
+    for stage in ("masks", "direct"):
+        assert main([str(finished_run / "results/synthetic"), "--configfile", config, "--stage", stage,
+                     "--csv", str(tmp_path / f"{stage}.csv")]) == 0
+    masks, direct = (pd.read_csv(tmp_path / f"{s}.csv").set_index("gap") for s in ("masks", "direct"))
+    assert list(masks.index) == ["1", "2", "3", "4", "all"]
+    assert (masks.background_p3 > 0.95).all() and (masks.objects_p3 > 0.9).all()
+    assert masks.loc["all", "objects_p3"] > direct.loc["all", "objects_p3"] + 0.05
+    assert (masks.objects_coverage.drop("all") > 0.2).all()
+
+
 def test_second_run_does_nothing(finished_run):
     out = snakemake(finished_run)
     assert "Nothing to be done" in out.stdout + out.stderr
@@ -45,6 +62,14 @@ def test_changing_a_matching_parameter_reruns_only_matches_and_downstream(finish
                   "summarise_dataset": 1, "summarise": 1, "all": 1}
     assert {rule: n for rule, n in jobs.items() if rule in downstream} == downstream, out.stdout
     assert set(jobs) - set(downstream) <= {"visualise", "plots", "plot_loss", "summary_page"}, out.stdout
+
+
+def test_changing_the_occlusion_margin_reruns_tracking_not_the_fit(finished_run):
+    (finished_run / "override.yaml").write_text("nvp: {preset: cpu, steps: 40, occlusion_margin: 0.2}\n")
+    out = snakemake(finished_run, "-n", "--configfile", "config.yaml", "override.yaml")
+    jobs = planned_jobs(out.stdout)
+    assert jobs.get("track_nvp") == 4 and jobs.get("evaluate") == 4 and "optimise" not in jobs, out.stdout
+    assert not {"flow", "masks", "matches", "track_chain", "depth"} & set(jobs), out.stdout
 
 
 def test_bad_config_names_the_key(tmp_path):

@@ -184,10 +184,11 @@ def _render(layers: list[_Layer], num_frames: int, width: int, height: int) -> t
     return video, front
 
 
-def _occlusion(layers: list[_Layer], track_layer: np.ndarray, tracks: np.ndarray, width: int, height: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """tracks [N, T, 2] image points of tracks on layers track_layer [N] -> (occluded, in_frame) [N, T]."""
-    t_idx = np.arange(tracks.shape[1])[None, :]
+def _occlusion(layers: list[_Layer], track_layer: np.ndarray, tracks: np.ndarray, width: int, height: int,
+               frames: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """tracks [N, T, 2] image points of tracks on layers track_layer [N] at frames [T] (default
+    0..T-1) -> (occluded, in_frame) [N, T]."""
+    t_idx = (np.arange(tracks.shape[1]) if frames is None else np.asarray(frames))[None, :]
     in_frame = ((tracks[..., 0] >= 0) & (tracks[..., 0] < width) & (tracks[..., 1] >= 0) & (tracks[..., 1] < height))
     covered = np.zeros(tracks.shape[:2], bool)
     for index, layer in enumerate(layers):
@@ -249,6 +250,45 @@ def render_scene(seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 
     occluded, in_frame = _occlusion(layers, track_layer, tracks, width, height)
     return {"video": video, "tracks": tracks, "occluded": occluded, "in_frame": in_frame,
             "track_layer": track_layer, "front": front}
+
+
+class DenseTruth:
+    """Exact correspondences of every point of a synthetic video, from the renderer's layer maps.
+
+    A point of frame i belongs to the front layer at its pixel; that layer's texture point is mapped
+    to frame j, where it is occluded when it lies outside the frame or inside the shape of a nearer
+    layer (the same rule as the sparse tracks of :func:`render_scene`). Built from the same seed and
+    settings as the video (the layers are drawn before the tracks, so they are the video's own).
+    """
+
+    def __init__(self, seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 160), num_objects: int = 3):
+        self.width, self.height = int(size[0]), int(size[1])
+        self.layers = _build_layers(np.random.default_rng(seed), num_frames, self.width, self.height, num_objects)
+        self.video, self.front = _render(self.layers, num_frames, self.width, self.height)
+
+    def correspond(self, points: np.ndarray, i: int, j: int, layer: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points [N, 2] (x, y pixels) of frame i -> (their positions [N, 2] in frame j, occluded [N]
+        in frame j, layer [N]). ``layer`` [N] names each point's layer (default: the front layer
+        at its pixel in frame i)."""
+        points = np.asarray(points, np.float64).reshape(-1, 2)
+        if layer is None:
+            col = np.clip(np.floor(points[:, 0]).astype(int), 0, self.width - 1)
+            row = np.clip(np.floor(points[:, 1]).astype(int), 0, self.height - 1)
+            layer = self.front[i][row, col].astype(int)
+        target = np.empty_like(points)
+        for index in np.unique(layer):
+            sel = layer == index
+            target[sel] = self.layers[index].to_image(self.layers[index].to_local(points[sel], i), j)
+        occluded, _ = _occlusion(self.layers, layer, target[:, None], self.width, self.height, [j])
+        return target, occluded[:, 0], layer
+
+    def dense(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every pixel centre of frame i -> (positions [H, W, 2] in frame j, occluded [H, W], layer [H, W])."""
+        ys, xs = np.meshgrid(np.arange(self.height) + 0.5, np.arange(self.width) + 0.5, indexing="ij")
+        target, occluded, layer = self.correspond(np.stack([xs, ys], -1).reshape(-1, 2), i, j)
+        shape = (self.height, self.width)
+        return target.reshape(*shape, 2), occluded.reshape(shape), layer.reshape(shape)
 
 
 def render_video(seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 160), num_objects: int = 3,

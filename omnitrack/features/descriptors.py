@@ -4,7 +4,9 @@ Grid convention (docs/formats.md corner convention): a descriptor map [T, h, w, 
 cell size ``(cx, cy)`` in pixels of the working resolution, and descriptor (r, c) describes the
 neighbourhood of the point ((c + 0.5) * cx, (r + 0.5) * cy). For dense SIFT the grid starts at the
 top-left corner, cx = cy = ``cell`` and the last W mod cell columns (H mod cell rows) are not covered;
-for DINO/DINOv2 the resized image maps exactly onto the patch grid, so (cx, cy) = (W / w, H / h).
+for RAFT's feature encoder (cells of 8 pixels from the top-left corner) cx = cy = 8 and the last cell
+may reach past the image; for DINO/DINOv2 the resized image maps exactly onto the patch grid, so
+(cx, cy) = (W / w, H / h).
 
 File ``features/<video>.<purpose>.npz``: ``descriptors`` float16 [T, h, w, C] L2-normalised,
 ``cell`` float32 [2] (cx, cy), ``method`` str.
@@ -17,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from omnitrack.errors import CacheError
+from omnitrack.errors import CacheError, InputError
 from omnitrack.io import load_npz, save_npz
 
-METHODS = ("sift", "dino", "dinov2")
+METHODS = ("sift", "raft", "dino", "dinov2")
 SIFT_SUPPORT = 4  # a SIFT descriptor's 4x4 histogram grid spans this many cells
 
 
@@ -88,7 +90,9 @@ def compute_features(frames: np.ndarray, method: str, weights: str | Path | None
                      short_side: int = 480) -> tuple[np.ndarray, tuple[float, float]]:
     """Dense descriptors of every frame.
 
-    frames uint8 [T, H, W, 3]; method "sift" (weight-free; ``cell`` pixels per descriptor), "dino"
+    frames uint8 [T, H, W, 3]; method "sift" (weight-free; ``cell`` pixels per descriptor), "raft"
+    (the feature encoder of a RAFT checkpoint ``weights``, 8-pixel cells: learned for correspondence,
+    it tells right from wrong long-gap flows best, BENCHMARKS.md §6), "dino"
     (DINO ViT-S/16, shorter side resized to ``short_side``) or "dinov2" (DINOv2 ViT-S/14) — the
     last two need ``weights`` (official checkpoint, see omnitrack.features.dino) and ignore ``cell``.
     -> (descriptors float16 [T, h, w, C] L2-normalised, (cx, cy) float pixels per cell);
@@ -101,6 +105,15 @@ def compute_features(frames: np.ndarray, method: str, weights: str | Path | None
         from omnitrack.flow.compute import resolve_device
         desc, cellxy = extract_features(frames, method, weights, device=resolve_device(device),
                                         short_side=short_side, progress=progress)
+    elif method == "raft":
+        from omnitrack.flow.compute import resolve_device
+        from omnitrack.flow.raft import encode_frames, load_raft_encoder
+        if weights is None:
+            from omnitrack.flow.raft import HINT
+            raise InputError("features.<purpose>.weights", "method raft needs a RAFT checkpoint", HINT)
+        dev = resolve_device(device)
+        desc = encode_frames(load_raft_encoder(weights, dev), frames, device=dev, progress=progress)
+        cellxy = (8.0, 8.0)
     else:
         raise ValueError(f"feature method must be one of {METHODS}, got {method!r}")
     desc = desc / np.maximum(np.linalg.norm(desc, axis=-1, keepdims=True), 1e-12)

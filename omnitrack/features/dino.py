@@ -68,9 +68,16 @@ def build_model(method: str, device: str = "cpu"):
 def load_model(method: str, weights: str | Path | None, device: str = "cpu"):
     """The ViT of ``method`` with the official checkpoint ``weights`` loaded strictly; eval mode on ``device``.
 
-    Accepts the released backbone files and DINO training checkpoints ({"teacher": {"backbone.*"}}).
+    Accepts the released backbone files and DINO training checkpoints (``checkpoint.pth`` of the DINO
+    authors' main_dino.py: {"student": {"module.backbone.*", ...}, "teacher": {"backbone.*", "head.*"},
+    "optimizer", "epoch", "args": argparse.Namespace, "dino_loss", "fp16_scaler"}; the teacher's backbone is
+    used, as the authors' ``load_pretrained_weights`` does). The file is read with ``weights_only=True``;
+    ``argparse.Namespace`` is the one class allowed beyond tensors and plain containers (a training
+    checkpoint's ``args``).
     Missing file, unreadable file or a different architecture -> InputError naming the file.
     """
+    import argparse
+
     import torch
     from timm.models.vision_transformer import checkpoint_filter_fn
 
@@ -82,7 +89,8 @@ def load_model(method: str, weights: str | Path | None, device: str = "cpu"):
                          f"(features.<purpose>.weights), or use method 'sift' which needs no weights")
     model = build_model(method, device="meta")
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a bad file
         raise InputError(weights, f"cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict):
@@ -99,7 +107,8 @@ def load_model(method: str, weights: str | Path | None, device: str = "cpu"):
 
 
 def _unwrap(state: dict) -> dict:
-    """Backbone weights from an official file: a plain state dict, or a DINO training checkpoint."""
+    """Backbone weights from an official file: a plain state dict, or a DINO training checkpoint
+    (its "teacher", "module." and "backbone." prefixes stripped, the projection "head." dropped)."""
     if isinstance(state.get("teacher"), dict):
         state = state["teacher"]
     for prefix in ("module.", "backbone."):

@@ -17,6 +17,15 @@ frame i. Where the direct flow is cycle-consistent or occluded-but-reliable, it 
 composed flow; the chained reliable mask is forced True where the direct cycle mask is True and
 False where the direct occlusion mask is True.
 
+Confirmation (``confirm_th`` px, not upstream; None: upstream's rule above). For |i - j| >= 2 a
+cycle-consistent direct flow is trusted only where the chain reached the pixel and the two agree
+within ``confirm_th``; where both exist and disagree, one of them is wrong and the pixel is
+dropped (also from the rest of the sweep). Why: with flow methods that fail alike in both
+directions (DIS on moving objects, RAFT on fast ones), many long-gap direct flows pass the cycle test
+and are wrong: on the synthetic set 43 % of the reliable object flows were more than 3 px off
+(98 % at gap 16); with confirmation and RAFT-encoder appearance at 0.6, at most 4.6 % at any gap
+(BENCHMARKS.md, "Flow quality"). Upstream relies on DINO's appearance check for this.
+
 Output directory (atomic): a flow store (flow.npy, meta.json: the chained flow when chaining) plus
 ``mask.npy`` uint8 [P, H, W] (1: cycle-consistent / reliable, 2: occluded but reliable, 0: neither)
 and ``counts.npy`` uint16 [T, H, W] (number of pairs (t, j) with a non-zero mask at each pixel of t).
@@ -39,6 +48,7 @@ from omnitrack.io import NpyRows, atomic_path, open_npy, write_json
 
 RELIABLE, OCCLUDED = 1, 2
 APPEARANCE_MIN_GAP = 3
+CONFIRM_MIN_GAP = 2
 _STORE_KEYS = ("num_frames", "height", "width", "pairs", "scale")
 
 
@@ -139,7 +149,8 @@ def direct_masks(f: np.ndarray, b: np.ndarray, gap: int, cycle_th: float) -> tup
 
 def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path, features: dict | None = None,
                   cycle_th: float = 3.0, appearance_th: float = 0.0, chain: bool = True,
-                  chain_appearance_th: float = 0.5, chain_rgb_th: float = 0.3, progress: bool = True) -> None:
+                  chain_appearance_th: float = 0.5, chain_rgb_th: float = 0.3, confirm_th: float | None = 2.0,
+                  progress: bool = True) -> None:
     """Write the masks directory ``out_dir`` for ``flow_store`` (see the module docstring).
 
     frames: uint8 [T, H, W, 3] (RGB check of chaining). features: None (appearance checks skipped)
@@ -156,7 +167,8 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
     centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).astype(np.float32)
     feats = None if features is None else _Features(features, t, centres)
     params = {"cycle_th": cycle_th, "appearance_th": appearance_th, "appearance": feats is not None,
-              "chain": chain, "chain_appearance_th": chain_appearance_th, "chain_rgb_th": chain_rgb_th}
+              "chain": chain, "chain_appearance_th": chain_appearance_th, "chain_rgb_th": chain_rgb_th,
+              "confirm_th": confirm_th if chain else None}
     meta = {**{k: v for k, v in flow_store.meta.items() if k not in _STORE_KEYS},
             "num_frames": t, "height": h, "width": w, "pairs": [list(p) for p in pairs], "scale": SCALE,
             "window": window, "masks": params}
@@ -183,7 +195,7 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
             ks = by_source.get(i, [])
             if chain:
                 _chain_source(i, frames, flow_store, mask, flow_out, feats, centres, window,
-                              chain_appearance_th, chain_rgb_th)
+                              chain_appearance_th, chain_rgb_th, confirm_th)
             else:
                 for k in ks:
                     flow_out[k] = encode(flow_store.get(*pairs[k]))
@@ -193,7 +205,8 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
         write_json(tmp / "meta.json", meta)
 
 
-def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, window, app_th, rgb_th) -> None:
+def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, window, app_th, rgb_th,
+                  confirm_th) -> None:
     """Chained flows and masks of every pair (i, j) of the window, written in place (see module doc)."""
     t, h, w = store.num_frames, store.height, store.width
     grid = centres - 0.5
@@ -218,8 +231,15 @@ def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, w
             k = store.index[(i, j)]
             direct = mask[k]
             reliable, occluded = (direct & RELIABLE) > 0, (direct & OCCLUDED) > 0
+            flow = store.get(i, j)
+            if confirm_th is not None and gap >= CONFIRM_MIN_GAP:
+                # a direct flow is trusted only where the chain reached it and agrees; where they
+                # disagree one of them is wrong and neither is kept (nor chained further)
+                agree = np.linalg.norm(flow - acc, axis=-1) < confirm_th
+                ok &= ~reliable | agree
+                reliable &= ok
             use_direct = reliable | occluded
-            acc[use_direct] = store.get(i, j)[use_direct]
+            acc[use_direct] = flow[use_direct]
             ok = (ok | reliable) & ~occluded
             flow_out[k] = encode(acc)
             mask[k] = ok * RELIABLE + occluded * OCCLUDED

@@ -13,6 +13,7 @@ flow is upsampled only after the last iteration (torchvision upsamples after eve
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -93,6 +94,38 @@ def load_raft(weights: str | Path | None, small: bool = False, device: str | tor
     else:
         model = _load_original(Path(weights), small)
     return model.eval().requires_grad_(False).to(device)
+
+
+def load_raft_encoder(weights: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The RAFT model of a checkpoint of either size (large or small, told apart by its keys), for
+    its feature encoder."""
+    if str(weights) != "torchvision" and Path(weights).is_file():
+        try:
+            sd = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception:  # load_raft reports it
+            sd = None
+        if isinstance(sd, dict) and _architecture_problem(map_original_state_dict(sd, True), _build(True)) is None:
+            return load_raft(weights, small=True, device=device)
+    return load_raft(weights, small=False, device=device)
+
+
+@torch.no_grad()
+def encode_frames(model, frames: np.ndarray, batch_size: int = 8, device: str | torch.device = "cpu",
+                  progress: bool = False) -> np.ndarray:
+    """RAFT's feature encoder (what its correlation volume compares) on every frame.
+
+    frames uint8 [T, H, W, 3] -> float32 [T, ceil(H / 8), ceil(W / 8), C] (C = 256 large, 128 small);
+    cell (r, c) describes the 8x8 pixels from (8c, 8r), i.e. it is centred at ((c + 0.5) 8, (r + 0.5) 8).
+    """
+    from tqdm import tqdm
+
+    h, w = frames.shape[1:3]
+    out = []
+    for start in tqdm(range(0, len(frames), batch_size), disable=not progress, file=sys.stderr,
+                      desc="raft features", unit="batch"):
+        fmap = model.feature_encoder(to_input(frames[start:start + batch_size]).to(device))
+        out.append(fmap[:, :, :-(-h // 8), :-(-w // 8)].permute(0, 2, 3, 1).float().cpu().numpy())
+    return np.concatenate(out)
 
 
 def _load_torchvision(small: bool) -> torch.nn.Module:

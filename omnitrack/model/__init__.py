@@ -60,8 +60,18 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
     return tracker
 
 
-def predict(checkpoint_path, query_points, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Track ``query_points`` float [N, 3] (t, y, x) with a fitted model -> tracks [N, T, 2], occluded [N, T]."""
+def predict(checkpoint_path, query_points, device: str | None = None,
+            inference: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Track ``query_points`` float [N, 3] (t, y, x) with a fitted model -> tracks [N, T, 2], occluded [N, T].
+
+    ``inference``: values of keys only inference reads (config.INFERENCE_KEYS) replacing the model's.
+    """
+    from omnitrack.model.config import INFERENCE_KEYS
     from omnitrack.model.tracker import Tracker
 
-    return Tracker.load(checkpoint_path, device=device).track(query_points)
+    unknown = sorted(set(inference or {}) - INFERENCE_KEYS)
+    if unknown:
+        raise ValueError(f"{unknown} are not inference keys ({sorted(INFERENCE_KEYS)})")
+    tracker = Tracker.load(checkpoint_path, device=device)
+    tracker.config.update(inference or {})
+    return tracker.track(query_points)

@@ -13,7 +13,8 @@ departing from the dominant motion nearer) and ``error_sampling`` (sampling.py: 
 often where the recent flow error is high). Together they fix the small-square case of
 tests/test_model_fit.py (median error 5.5 px -> 0.6 px). ``motion_init_sep: 0.3`` raises nvp's
 strided AJ on real TAP-Vid DAVIS (car-roundabout 0.397 -> 0.502, dog 0.194 -> 0.371 at 1000 steps),
-so configs/davis.yaml sets it; on the synthetic demo set it raises AJ but lowers OA (BENCHMARKS.md
+so configs/davis.yaml uses it (now through the depth stage: ``depth.method: motion``, ``sep: 0.3``;
+the knob is used only when ``fit`` gets no depth maps, and the workflow always gives it some); on the synthetic demo set it raises AJ but lowers OA (BENCHMARKS.md
 §1, §5), so the presets keep upstream's constant start. A third, ``chain_match_stride`` (0 = off:
 long-term matches from chained flow added to the feature matches, track/chain.py), helps
 motocross-jump but costs dog and cows more (BENCHMARKS.md §5), so it is off everywhere.
@@ -54,7 +55,9 @@ PAPER = {
     "motion_init_samples": 2000,  # reliable pixels per RANSAC fit
     "bound_shrink": 0.8,
     "bound_floor": 0.25,
-    "occlusion_margin": 0.02,
+    # a tracked point is occluded where the frame's depth is nearer by more than this, in the fit's depth
+    # units (the far scene at 1.0; upstream's 0.02 is metres of ZoeDepth): read at inference only
+    "occlusion_margin": 0.1,
     "min_depth": 0.01,
     # flow-pair sampling
     "partner_window": 12,
@@ -109,8 +112,10 @@ PAPER = {
     "track_batch": 262144,  # (query, frame) evaluations per inference chunk
 }
 
+# keys only inference reads: the track_nvp stage takes them from the config, not from the fitted model
+INFERENCE_KEYS = {"occlusion_margin", "track_batch"}
 # keys that do not change the optimisation result (a checkpoint with other values still resumes)
-RUN_KEYS = {"device", "threads", "checkpoint_every", "log_every", "progress", "tensorboard", "track_batch"}
+RUN_KEYS = {"device", "threads", "checkpoint_every", "log_every", "progress", "tensorboard", *INFERENCE_KEYS}
 
 CPU_STEPS = 1000
 SCHEDULE_KEYS = ["lr_decay_steps", "curriculum_every", "match_inlier_step", "checkpoint_every"]

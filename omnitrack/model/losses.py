@@ -7,7 +7,7 @@ sampled at the nearest cell.
 Flow batch (per step, B pairs x Q points):
   flow        mean over M of w_pair * (|dx| + |dy|) / 2, M = p̂2 inside the image and |ẑ2| >= min_depth
   flow_grad   w(step) * mean |(p̂2[n+1] - p̂2[n]) - (p2*[n+1] - p2*[n])|, w = min(step / ramp, max)
-  depth_grad  mean |g(D0_i, p1) - g(D_i, p1)| + mean |g(D0_j, p2*) - g(D_j, p2*)| (outside M x 0.1)
+  depth_grad  mean ||g(D0_i, p1) - g(D_i, p1)|| + mean ||g(D0_j, p2*) - g(D_j, p2*)|| (L2; outside M x 0.1)
   depth_cons  mean |ẑ2 - D0_j(p2*)|           over visible correspondences
   depth_pred  100 * mean |ẑ2 - D_j(p2*)|      over visible correspondences
   depth_order 100 * mean relu(D_j(p2*) + margin - ẑ2) over occluded-but-reliable correspondences
@@ -17,7 +17,8 @@ must be nearer than the point by a margin. It is the only weight-free signal tha
 when depth starts constant, and makes the depth-test occlusion meaningful.
 
 Match batch: match = lambda(step) * (mean |p̂2 - p2*| + 100 depth_pred + 10 depth_cons + 100 depth_grad),
-after ``match_inlier_step`` only over inliers (|dx| and |dy| below factor x their batch medians).
+after ``match_inlier_step`` only over inliers (|dx| and |dy| below factor x the median of all |dx|, |dy|
+of the batch).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def _map(scene: Scene, prep: Prepared, fi, fj, p1):
 
 
 def _depth_grad(scene: Scene, cells) -> torch.Tensor:
-    """|g(D0) - g(D)| summed over both directions -> [B, Q]."""
-    return (scene.depth.gradient(cells, initial=True) - scene.depth.gradient(cells)).abs().sum(-1)
+    """||g(D0) - g(D)||, the L2 norm over both directions (upstream's) -> [B, Q]."""
+    return torch.linalg.vector_norm(scene.depth.gradient(cells, initial=True) - scene.depth.gradient(cells), dim=-1)
 
 
 def flow_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict) -> dict[str, torch.Tensor]:
@@ -98,7 +99,7 @@ def match_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict
     diff = (torch.stack([x2, y2], -1) - p2).abs()
     keep = None
     if step >= cfg["match_inlier_step"]:
-        med = diff.detach().reshape(-1, 2).median(0).values
+        med = diff.detach().median()  # one median over both axes, as upstream
         keep = (diff.detach() < cfg["match_inlier_factor"] * med).all(-1).to(diff.dtype)
     cells2 = scene.depth.cells(fj, p2[..., 0], p2[..., 1])
     flow = _mean(diff.mean(-1), keep)

@@ -147,22 +147,34 @@ class Trainer:
         return all(bool(torch.isfinite(p).all()) for p in self.scene.parameters())
 
 
-def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, depth, log, resume: dict | None = None) -> Trainer:
-    """The trainer at step 0, or at the step of ``resume`` (a training checkpoint of this video and config)."""
+def _initial_depth(frames: np.ndarray, cfg: dict, masks_dir, depth) -> np.ndarray:
+    """The depth maps the fit starts from [T, dh, dw]: ``depth`` resized (nearest), or without it the
+    motion start (motion_init.py; constant when ``motion_init_sep`` is 0)."""
+    t, h, w = frames.shape[:3]
+    dh, dw = map_size(h, w, cfg["depth_res"])
+    depth_maps = load_depth(depth, t, h, w)
+    if depth_maps is None:
+        store, mask, _ = load_masks(masks_dir, t, h, w)
+        return motion_depth(store, mask, dh, dw, cfg)
+    return resize_nearest(depth_maps, dh, dw)
+
+
+def _same_start(ck: dict, init: np.ndarray) -> bool:
+    """Was checkpoint ``ck`` fitted from the initial depth ``init``?"""
+    stored = ck["scene"].get("depth.initial")
+    return stored is not None and tuple(stored.shape) == init.shape and np.array_equal(stored.cpu().numpy(), init)
+
+
+def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray, log,
+           resume: dict | None = None) -> Trainer:
+    """The trainer at step 0 from the initial depth ``init`` [T, dh, dw], or at the step of ``resume``
+    (a training checkpoint of this video, config and initial depth)."""
     t, h, w = frames.shape[:3]
     store, mask, counts = load_masks(masks_dir, t, h, w)
     matches = load_matches(matches_path, t, log)
     if cfg["chain_match_stride"] > 0:
         matches = _with_chain_matches(matches, store, mask, cfg, log)
-    depth_maps = load_depth(depth, t, h, w)
     torch.manual_seed(cfg["seed"])
-    dh, dw = map_size(h, w, cfg["depth_res"])
-    if resume is not None:  # the checkpoint holds the initial depth, the maps and the bound
-        init = np.full((t, dh, dw), cfg["depth_init"], np.float32)
-    elif depth_maps is None:
-        init = motion_depth(store, mask, dh, dw, cfg)
-    else:
-        init = resize_nearest(depth_maps, dh, dw)
     scene = Scene(t, h, w, torch.from_numpy(init), cfg).to(device_of(cfg))
     flows = FlowSampler(store, mask, counts, cfg)
     match_sampler = None
@@ -204,26 +216,29 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
         torch.set_num_threads(int(cfg["threads"]))
     frames, _ = load_video(frames_or_path)
     ident = identity(frames)
+    if masks_dir is None:
+        load_masks(None, *frames.shape[:3])  # the InputError saying the fit needs the masked flows
+    init = _initial_depth(frames, cfg, masks_dir, depth)
     final = Path(checkpoint_path) if checkpoint_path is not None else None
     if final is not None and final.exists():
         ck = read_checkpoint(final)
         check_identity(final, ck, frames)
-        if ck.get("complete") and same_training(ck["config"], cfg):
+        if ck.get("complete") and same_training(ck["config"], cfg) and _same_start(ck, init):
             log(f"{final}: already fitted with this configuration; not refitting")
             return Tracker.from_state({**ck, "config": cfg})
-        log(f"{final}: fitted with another configuration; refitting")
+        log(f"{final}: fitted with another configuration or initial depth; refitting")
 
     partial = partial_path(final) if final is not None else None
     resume = None
     if partial is not None and partial.exists():
         ck = read_checkpoint(partial)
         check_identity(partial, ck, frames)
-        if same_training(ck["config"], cfg):
+        if same_training(ck["config"], cfg) and _same_start(ck, init):
             resume = ck
             log(f"{partial}: resuming at step {ck['step']}")
         else:
-            log(f"warning: {partial} was written with another configuration; starting again")
-    trainer = _build(frames, cfg, masks_dir, matches_path, depth, log, resume)
+            log(f"warning: {partial} was written with another configuration or initial depth; starting again")
+    trainer = _build(frames, cfg, masks_dir, matches_path, init, log, resume)
     _run(trainer, cfg, ident, partial, log, tensorboard_dir)
     tracker = Tracker(trainer.scene, cfg, ident, trainer.history)
     if final is not None:

@@ -10,7 +10,23 @@ on the run's frames, masks and matches, the benchmark queries of every mode are 
 this fit and the run's chain predictions are scored as the ``evaluate`` stage scores them (256x256
 space). Nothing in the workspace is written: the workflow's cache stays valid. Prints one line per
 video and mode, and appends a JSON line per video to ``--out``. With the workflow's own nvp settings
-(and the same seed) the scores equal the workflow's nvp rows: fits are deterministic on CPU.
+(and the same seed and depth) the scores equal the workflow's nvp rows: fits are deterministic on CPU.
+
+The depth the fit starts from (``--depth``; the record's "depth" says which):
+
+- ``workspace`` (default): the run's depth stage file ``depth/<video>.npz``;
+- ``layers``, ``motion``, ``none``, ``depth_anything_v2``: computed now by that method from the run's
+  frames and masks, with the ``depth`` settings of config.yaml merged with ``--configfile``;
+- ``layers-truth`` (synthetic workspaces only): the renderer's true layer map as depth (1.0, 0.85,
+  0.70, 0.55 by layer: omnitrack.depth.order.layer_map_depth), the upper bound for ``layers``;
+- ``fit``: no depth file, the fit's own start (``nvp.motion_init_sep``, constant when 0): how refits
+  ran before the depth stage.
+
+``--depth-dir DIR`` instead reads ``DIR/<video>.npz`` (key ``depth``) or ``DIR/<video>.npy``.
+Comparing starts on the synthetic set, e.g.::
+
+    for d in fit layers layers-truth; do python -m omnitrack.tools.refit results/synthetic --depth $d \\
+        --nvp '{"motion_init_sep": 0.3}' --out depth_$d.jsonl; done   # fit: the former motion start
 """
 
 from __future__ import annotations
@@ -24,17 +40,64 @@ from pathlib import Path
 KEYS = ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy")
 
 
-def refit_video(workspace: Path, video: str, source: Path, nvp: dict, modes: list[str]) -> dict:
-    """Fit one video with ``nvp`` and score it and the run's chain predictions against its ground
-    truth ``source`` -> a JSON-able record."""
+DEPTHS = ("workspace", "layers", "motion", "none", "depth_anything_v2", "layers-truth", "fit")
+
+
+def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: Path | None = None):
+    """The depth a refit of ``video`` starts from (see the module docstring) -> float32 [T, H, W] or
+    None (``fit``: the fit's own start)."""
+    import numpy as np
+
+    from omnitrack.errors import InputError
+    from omnitrack.pipeline import load_depth_file
+
+    if depth_dir is not None:
+        for path in (depth_dir / f"{video}.npz", depth_dir / f"{video}.npy"):
+            if path.exists():
+                return load_depth_file(path)[0] if path.suffix == ".npz" else np.load(path).astype(np.float32)
+        raise InputError(depth_dir, f"has no depth file {video}.npz or {video}.npy")
+    if how == "fit":
+        return None
+    if how == "workspace":
+        path = workspace / "depth" / f"{video}.npz"
+        if not path.exists():
+            raise InputError(path, "does not exist (a run from before the depth stage?)",
+                             "pass --depth layers / motion / fit, or run the depth stage")
+        return load_depth_file(path)[0]
+    from omnitrack.data.frames import load_frames
+
+    frames_path = workspace / "frames" / f"{video}.npz"
+    if how == "layers-truth":
+        from omnitrack.depth.order import layer_map_depth
+        from omnitrack.io import read_json
+        from omnitrack.tools.flow_quality import synthetic_truth
+
+        manifest = read_json(workspace / "manifest.json")
+        spec = (config.get("datasets") or {}).get(manifest["dataset"])
+        if manifest.get("kind") != "synthetic" or spec is None:
+            raise InputError(workspace / "manifest.json", "--depth layers-truth needs a synthetic dataset of the "
+                             "configuration (config.yaml merged with --configfile)")
+        return layer_map_depth(synthetic_truth(spec, video, frames_path).front)
+    from omnitrack.depth.stage import NEEDS_MASKS, compute_depth
+    from omnitrack.flow.consistency import load_masks
+
+    frames, _ = load_frames(frames_path)
+    masks = load_masks(workspace / "masks" / video)[:2] if how in NEEDS_MASKS else None
+    return compute_depth(frames, {**(config.get("depth") or {}), "method": how}, masks=masks, progress=False)
+
+
+def refit_video(workspace: Path, video: str, source: Path, nvp: dict, modes: list[str], depth=None,
+                depth_label: str = "fit") -> dict:
+    """Fit one video with ``nvp`` from ``depth`` (float [T, H, W] or None: the fit's own start) and score
+    it and the run's chain predictions against its ground truth ``source`` -> a JSON-able record."""
     from omnitrack.model import fit
     from omnitrack.pipeline import load_prediction, score
     from omnitrack.queries import benchmark_queries
 
     start = time.perf_counter()
     tracker = fit(workspace / "frames" / f"{video}.npz", nvp, masks_dir=workspace / "masks" / video,
-                  matches_path=workspace / "matches" / f"{video}.npz", log=lambda message: None)
-    record = {"video": video, "nvp": nvp, "fit_seconds": round(time.perf_counter() - start, 1)}
+                  matches_path=workspace / "matches" / f"{video}.npz", depth=depth, log=lambda message: None)
+    record = {"video": video, "nvp": nvp, "depth": depth_label, "fit_seconds": round(time.perf_counter() - start, 1)}
     width, height = tracker.size
     for mode in modes:
         truth = benchmark_queries(source, mode, width, height)
@@ -54,6 +117,8 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="*", default=["strided", "first"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads per fit")
     ap.add_argument("--out", type=Path, help="append one JSON line per video here")
+    ap.add_argument("--depth", choices=DEPTHS, default="workspace", help="the depth the fit starts from")
+    ap.add_argument("--depth-dir", type=Path, help="read the start from DIR/<video>.npz (key depth) or .npy")
     args = ap.parse_args(argv)
 
     import yaml
@@ -73,17 +138,22 @@ def main(argv=None) -> int:
         nvp = dict((yaml.safe_load(args.configfile.read_text()) or {}).get("nvp") or {})
     nvp.update(json.loads(args.nvp))
     nvp.update(threads=args.threads, progress=False, tensorboard=False)
+    from omnitrack.tools.flow_quality import _config
+
+    config = _config([args.configfile] if args.configfile is not None else [])
+    label = f"dir:{args.depth_dir}" if args.depth_dir is not None else args.depth
     videos = args.videos or sorted(manifest["sources"])
     for video in videos:
         source = Path(manifest["sources"][video])
         if not source.is_absolute():  # written relative to the run's directory, two levels above results/<dataset>
             source = args.workspace.resolve().parent.parent / source
-        record = refit_video(args.workspace, video, source, nvp, args.modes)
+        depth = depth_start(args.workspace, video, args.depth, config, args.depth_dir)
+        record = refit_video(args.workspace, video, source, nvp, args.modes, depth, label)
         for mode in args.modes:
             row = record[mode]
             print(f"{video} {mode}: nvp " + " / ".join(f"{row['nvp'][k]:.3f}" for k in KEYS)
                   + " | chain " + " / ".join(f"{row['chain'][k]:.3f}" for k in KEYS)
-                  + f" (AJ / delta / OA; fit {record['fit_seconds']} s)", flush=True)
+                  + f" (AJ / delta / OA; depth {label}; fit {record['fit_seconds']} s)", flush=True)
         if args.out is not None:
             with open(args.out, "a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -1,0 +1,105 @@
+"""Depth order of the depth starts against the synthetic renderer's true layer map, per video.
+
+    python -m omnitrack.tools.depth_order results/synthetic
+    python -m omnitrack.tools.depth_order results/synthetic --configfile my.yaml --reach 2 --csv order.csv
+
+For every video of a synthetic workspace (a ``results/<dataset>`` directory with frames and masks),
+the depth starts are computed from the run's masks with the configuration's ``depth`` settings
+(config.yaml merged with ``--configfile``): ``layers`` and ``motion`` (the former fit start,
+``depth.motion.sep``), plus the workspace's own depth file (``depth/<video>.npz``) when there is one,
+and scored with :func:`omnitrack.depth.order.order_accuracy` against ``DenseTruth(...).front``: the
+share of pixel pairs ``--reach`` px apart across a true layer boundary whose depth order is right
+(ties, e.g. a constant depth, count as wrong; their share is printed too). Prints a markdown table
+(right / ties per method). Nothing in the workspace is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+METHODS = ("layers", "motion")
+
+
+def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach: int) -> dict:
+    """{method: order_accuracy(...)} of one video (methods of METHODS, "workspace" when a depth file exists)."""
+    from omnitrack.data.frames import load_frames
+    from omnitrack.depth.order import order_accuracy
+    from omnitrack.depth.stage import compute_depth
+    from omnitrack.flow.consistency import load_masks
+    from omnitrack.pipeline import load_depth_file
+    from omnitrack.tools.flow_quality import synthetic_truth
+
+    frames_path = workspace / "frames" / f"{video}.npz"
+    truth = synthetic_truth(spec, video, frames_path)
+    frames, _ = load_frames(frames_path)
+    store, mask, _ = load_masks(workspace / "masks" / video)
+    scores = {}
+    for method in METHODS:
+        depth = compute_depth(frames, {**depth_cfg, "method": method}, masks=(store, mask), progress=False)
+        scores[method] = order_accuracy(depth, truth.front, reach)
+    path = workspace / "depth" / f"{video}.npz"
+    if path.exists():
+        depth, meta = load_depth_file(path)
+        scores[f"workspace ({meta.get('method')})"] = order_accuracy(depth, truth.front, reach)
+    return scores
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m omnitrack.tools.depth_order", description=__doc__.split("\n\n")[0])
+    ap.add_argument("workspace", type=Path, help="results/<dataset> of a synthetic dataset (frames and masks)")
+    ap.add_argument("--configfile", type=Path, nargs="*", default=[], help="merged over config.yaml, as the run")
+    ap.add_argument("--videos", nargs="*", help="default: every video of the workspace")
+    ap.add_argument("--reach", type=int, default=2, help="px between the two pixels of a boundary pair")
+    ap.add_argument("--csv", type=Path, help="also write the table here")
+    args = ap.parse_args(argv)
+
+    from omnitrack.errors import InputError
+    from omnitrack.io import read_json
+    from omnitrack.tools.flow_quality import _config
+
+    manifest_path = args.workspace / "manifest.json"
+    manifest = read_json(manifest_path)
+    if manifest.get("kind") != "synthetic":
+        raise InputError(manifest_path, f"is a {manifest.get('kind')} dataset; the true layer map exists only "
+                                        "for synthetic datasets")
+    config = _config(args.configfile)
+    spec = (config.get("datasets") or {}).get(manifest["dataset"])
+    if spec is None:
+        raise InputError(manifest_path, f"dataset {manifest['dataset']!r} is not in the configuration",
+                         "pass the --configfile the run used")
+    depth_cfg = dict(config.get("depth") or {})
+    rows = []
+    for video in args.videos or manifest["videos"]:
+        scores = video_scores(args.workspace, video, spec, depth_cfg, args.reach)
+        row = {"video": video, "pairs": next(iter(scores.values()))["pairs"]}
+        for method, s in scores.items():
+            row[f"{method} right"], row[f"{method} ties"] = round(s["correct"], 3), round(s["ties"], 3)
+        rows.append(row)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    mean = {"video": "**mean**", "pairs": sum(r["pairs"] for r in rows)}
+    for c in columns[2:]:
+        values = [r[c] for r in rows if c in r]
+        mean[c] = round(sum(values) / len(values), 3)
+    rows.append(mean)
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "–")) for c in columns) + " |")
+    if args.csv is not None:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    from omnitrack.errors import OmnitrackError
+
+    try:
+        sys.exit(main())
+    except OmnitrackError as e:
+        sys.exit(f"error: {e}")
