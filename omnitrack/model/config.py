@@ -56,7 +56,9 @@ PAPER = {
     "bound_shrink": 0.8,
     "bound_floor": 0.25,
     # a tracked point is occluded where the frame's depth is nearer by more than this, in the fit's depth
-    # units (the far scene at 1.0; upstream's 0.02 is metres of ZoeDepth): read at inference only
+    # units (the far scene at 1.0; upstream's 0.02 is metres of ZoeDepth): read at inference only. With a
+    # constant depth start (depth.method none) only the order hinge separates layers, by order_margin:
+    # use that value there
     "occlusion_margin": 0.1,
     "min_depth": 0.01,
     # flow-pair sampling
