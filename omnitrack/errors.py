@@ -56,3 +56,14 @@ class OutOfMemory(OmnitrackError, MemoryError):
         self.path, self.stage, self.setting = str(path), stage, setting
         super().__init__(f"{self.path}: the {stage} stage ran out of memory ({type(cause).__name__}: "
                          f"{str(cause).strip()[:300]}); lower {setting} and rerun")
+
+
+def run_command(main) -> None:
+    """Exit with ``main()``'s return code; an :class:`OmnitrackError` exits with its message and no
+    traceback (the ``python -m omnitrack...`` commands)."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except OmnitrackError as e:
+        sys.exit(f"error: {e}")

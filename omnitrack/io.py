@@ -230,3 +230,13 @@ class NpyRows:
 
     def __del__(self):
         self.close()
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``) as a CSV file, atomically."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)

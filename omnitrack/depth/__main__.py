@@ -9,7 +9,6 @@ reads it (larger = nearer; arbitrary scale and shift). The file is written atomi
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -62,9 +61,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from omnitrack.errors import OmnitrackError
+    from omnitrack.errors import run_command
 
-    try:
-        sys.exit(main())
-    except OmnitrackError as e:
-        sys.exit(f"error: {e}")
+    run_command(main)

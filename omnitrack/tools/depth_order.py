@@ -16,8 +16,6 @@ share of pixel pairs ``--reach`` px apart across a true layer boundary whose dep
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 from pathlib import Path
 
 METHODS = ("layers", "motion")
@@ -89,17 +87,13 @@ def main(argv=None) -> int:
     for r in rows:
         print("| " + " | ".join(str(r.get(c, "–")) for c in columns) + " |")
     if args.csv is not None:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        from omnitrack.io import write_csv
+
+        write_csv(args.csv, rows, columns)
     return 0
 
 
 if __name__ == "__main__":
-    from omnitrack.errors import OmnitrackError
+    from omnitrack.errors import run_command
 
-    try:
-        sys.exit(main())
-    except OmnitrackError as e:
-        sys.exit(f"error: {e}")
+    run_command(main)

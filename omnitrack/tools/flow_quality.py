@@ -16,8 +16,6 @@ right from wrong long-gap direct flows (ROC AUC). Nothing in the workspace is wr
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,17 +204,13 @@ def main(argv=None) -> int:
     classes = ["background", "objects"] if spec is not None else ["points"]
     print(markdown(rows, classes))
     if args.csv is not None:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        from omnitrack.io import write_csv
+
+        write_csv(args.csv, rows, list(rows[0]))
     return 0
 
 
 if __name__ == "__main__":
-    from omnitrack.errors import OmnitrackError
+    from omnitrack.errors import run_command
 
-    try:
-        sys.exit(main())
-    except OmnitrackError as e:
-        sys.exit(f"error: {e}")
+    run_command(main)

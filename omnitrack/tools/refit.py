@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -161,9 +160,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from omnitrack.errors import OmnitrackError
+    from omnitrack.errors import run_command
 
-    try:
-        sys.exit(main())
-    except OmnitrackError as e:
-        sys.exit(f"error: {e}")
+    run_command(main)
