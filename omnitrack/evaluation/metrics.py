@@ -102,7 +102,7 @@ def temporal_coherence(gt_tracks, gt_occluded, pred_tracks) -> np.ndarray:
     three, the acceleration ``a = (p[t+1] - p[t]) - (p[t] - p[t-1])`` is computed for the prediction
     and for the GT, and TC is the mean of ``‖a_pred − a_gt‖`` over those triplets (of all tracks
     of the video). This is the upstream ``eval.py::eval_temporal_coherence``
-    (docs: /work/shared/reference/upstream-method.md §4); predicted occlusion and the query mode
+    (the upstream reference, §4 of the method notes); predicted occlusion and the query mode
     play no part. A prediction that differs from the GT by a constant or a constant velocity
     has TC = 0. A video with no such triplet gets NaN.
     """
