@@ -123,6 +123,18 @@ def test_depth_maps_initialise_the_optimised_maps(small, tmp_path):
     assert init[0, 0, 0] < 1.1 and init[0, 0, -1] > 2.9
 
 
+def test_a_start_that_varies_per_pixel_is_averaged_over_each_cell(small):
+    """A pixel-level pattern (e.g. the motion start's per-pixel votes) becomes each cell's mean, not the
+    value of the pixel under the cell's centre, which would alias it to 1 or 2."""
+    _, inputs = small
+    checker = (np.indices((40, 40)).sum(0) % 2 + 1).astype(np.float32)
+    tracker = fit(inputs["frames"], cfg(steps=1), masks_dir=inputs["masks_dir"],
+                  depth=np.broadcast_to(checker, (24, 40, 40)).copy())
+    init = tracker.scene.depth.initial.numpy()
+    assert init.shape == (24, 12, 12)
+    assert np.all((init > 1.3) & (init < 1.7)) and abs(init.mean() - 1.5) < 0.01
+
+
 def test_empty_matches_fall_back_to_no_match_loss(small, tmp_path):
     _, inputs = small
     path = tmp_path / "matches.npz"

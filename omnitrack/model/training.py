@@ -24,7 +24,7 @@ import torch
 from omnitrack.errors import OmnitrackError
 from omnitrack.model.checkpoint import check_identity, partial_path, read_checkpoint, write_checkpoint
 from omnitrack.model.config import device_of, resolve, same_training
-from omnitrack.model.depth import map_size, resize_nearest
+from omnitrack.model.depth import map_size, resize_area
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
 from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.losses import flow_losses, match_losses
@@ -148,7 +148,7 @@ class Trainer:
 
 
 def _initial_depth(frames: np.ndarray, cfg: dict, masks_dir, depth) -> np.ndarray:
-    """The depth maps the fit starts from [T, dh, dw]: ``depth`` resized (nearest), or without it the
+    """The depth maps the fit starts from [T, dh, dw]: ``depth`` area-averaged per cell, or without it the
     motion start (motion_init.py; constant when ``motion_init_sep`` is 0)."""
     t, h, w = frames.shape[:3]
     dh, dw = map_size(h, w, cfg["depth_res"])
@@ -156,7 +156,7 @@ def _initial_depth(frames: np.ndarray, cfg: dict, masks_dir, depth) -> np.ndarra
     if depth_maps is None:
         store, mask, _ = load_masks(masks_dir, t, h, w)
         return motion_depth(store, mask, dh, dw, cfg)
-    return resize_nearest(depth_maps, dh, dw)
+    return resize_area(depth_maps, dh, dw)
 
 
 def _same_start(ck: dict, init: np.ndarray) -> bool:
