@@ -24,11 +24,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from omnitrack.model import planes
-from omnitrack.model.coupling import couple
+from omnitrack.model.layer import CouplingLayer
 from omnitrack.model.timecode import TimeCode
 
 
@@ -37,6 +35,7 @@ class Prepared:
     """Per-step precomputation shared by all deformer calls of the step."""
     tables: list[torch.Tensor]  # L x [sum R^2, H1] plane tables folded with the first MLP layer
     time_pre: list[torch.Tensor]  # L x [T, H1] (first-layer time term + bias)
+    tail: list[tuple[torch.Tensor, ...]]  # L x (w_2, b_2, ..., w_n, b_n): the rest of each layer's MLP
 
 
 def coupling_axes(n_layers: int, generator: torch.Generator) -> list[int]:
@@ -86,15 +85,9 @@ class Deformer(nn.Module):
         tables = torch.cat(folded, 1)
         code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
         time_pre = torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1)
+        tail = [p.unbind(0) for wb in zip(self.weights, self.biases) for p in wb]
         # unbind (not indexing) so the backward gathers all layers' gradients in one allocation
-        return Prepared(tables.unbind(0), time_pre.unbind(0))
-
-    def _params(self, k: int, u: torch.Tensor, v: torch.Tensor, frames: torch.Tensor, prep: Prepared) -> torch.Tensor:
-        """Knot parameters of layer k: u, v [B, Q] kept coordinates, frames [B] -> s [B, Q, 10]."""
-        h = planes.sample(prep.tables[k], u, v, self.plane_res) + prep.time_pre[k].index_select(0, frames).unsqueeze(1)
-        for wt, bias in zip(self.weights, self.biases):
-            h = torch.matmul(F.leaky_relu(h), wt[k]) + bias[k]
-        return torch.sigmoid(h)
+        return Prepared(tables.unbind(0), time_pre.unbind(0), list(zip(*tail)))
 
     def _run(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None, inverse: bool):
         prep = prep if prep is not None else self.prepare()
@@ -104,8 +97,8 @@ class Deformer(nn.Module):
         for k in order:
             c = axes[k]
             a, b = [i for i in range(3) if i != c]
-            s = self._params(k, pts[a], pts[b], frames, prep)
-            pts[c] = couple(pts[c], s, inverse=inverse)
+            pts[c] = CouplingLayer.apply(pts[c], pts[a], pts[b], prep.tables[k], prep.time_pre[k],
+                                         frames, self.plane_res, inverse, *prep.tail[k])
         return pts
 
     def forward(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None = None):
