@@ -33,8 +33,9 @@ from omnitrack.model.timecode import TimeCode
 @dataclass
 class Prepared:
     """Per-step precomputation shared by all deformer calls of the step."""
-    tables: list[torch.Tensor]  # L x [sum R^2, H1] plane tables folded with the first MLP layer
-    time_pre: list[torch.Tensor]  # L x [T, H1] (first-layer time term + bias)
+    # L x [T + sum R^2, H1]: the first MLP layer's time term plus bias of each frame, then the layer's
+    # planes (all levels) folded with the first layer's plane weights
+    tables: list[torch.Tensor]
     tail: list[tuple[torch.Tensor, ...]]  # L x (w_2, b_2, ..., w_n, b_n): the rest of each layer's MLP
 
 
@@ -78,16 +79,15 @@ class Deformer(nn.Module):
 
     def prepare(self) -> Prepared:
         c = self.planes.shape[-1]
-        folded, row = [], 0
+        code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
+        folded, row = [torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1)], 0
         for k, r in enumerate(self.plane_res):
             folded.append(torch.bmm(self.planes[:, row:row + r * r], self.w1_planes[:, k * c:(k + 1) * c]))
             row += r * r
         tables = torch.cat(folded, 1)
-        code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
-        time_pre = torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1)
         tail = [p.unbind(0) for wb in zip(self.weights, self.biases) for p in wb]
         # unbind (not indexing) so the backward gathers all layers' gradients in one allocation
-        return Prepared(tables.unbind(0), time_pre.unbind(0), list(zip(*tail)))
+        return Prepared(tables.unbind(0), list(zip(*tail)))
 
     def _run(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None, inverse: bool):
         prep = prep if prep is not None else self.prepare()
@@ -97,8 +97,8 @@ class Deformer(nn.Module):
         for k in order:
             c = axes[k]
             a, b = [i for i in range(3) if i != c]
-            pts[c] = CouplingLayer.apply(pts[c], pts[a], pts[b], prep.tables[k], prep.time_pre[k],
-                                         frames, self.plane_res, inverse, *prep.tail[k])
+            pts[c] = CouplingLayer.apply(pts[c], pts[a], pts[b], prep.tables[k], frames, self.plane_res, inverse,
+                                         *prep.tail[k])
         return pts
 
     def forward(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None = None):

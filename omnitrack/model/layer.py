@@ -60,13 +60,12 @@ def _columns(cols: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def taps(u: torch.Tensor, v: torch.Tensor, sizes: list[int]):
+def taps(u: torch.Tensor, v: torch.Tensor, sizes: list[int], offset: int):
     """Bilinear taps of (u, v) in [-1, 1]^2 (u along columns, v along rows, align_corners=True) on the
-    stacked levels; u, v [N] -> rows [N, 4 L] int32 (ascending in each row: the table rows of the
-    corners 00, 01, 10, 11 of each level), weights [N, 4 L], and per level the fractional positions
-    (fu, fv), each [N]."""
+    levels stacked from table row ``offset``; u, v [N] -> rows (4 L tensors [N] int32, ascending: the
+    corners 00, 01, 10, 11 of each level), weights (4 L tensors [N]), and per level the fractional
+    positions (fu, fv), each [N]."""
     rows, w, frac = [], [], []
-    offset = 0
     for r in sizes:
         scale = (r - 1) * 0.5
         pu, pv = (u + 1) * scale, (v + 1) * scale
@@ -78,7 +77,7 @@ def taps(u: torch.Tensor, v: torch.Tensor, sizes: list[int]):
         w += [gv * gu, gv * fu, fv * gu, fv * fu]
         frac.append((fu, fv))
         offset += r * r
-    return _columns(rows), _columns(w), frac
+    return rows, w, frac
 
 
 def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -99,17 +98,21 @@ def _leaky_grad(g: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
 
 
 class CouplingLayer(torch.autograd.Function):
-    """q, a, b [B, Q]; table [sum R^2, H1]; time_pre [T, H1]; frames [B] long; sizes: plane resolutions;
-    inverse: bool; tail: w_2 [H1, H2], b_2 [H2], ..., w_n [H_{n-1}, 10], b_n [10] -> q' [B, Q]."""
+    """q, a, b [B, Q]; table [T + sum R^2, H1] (rows [0, T): the time term of each frame, then the
+    plane levels); frames [B] long; sizes: plane resolutions; inverse: bool; tail: w_2 [H1, H2], b_2
+    [H2], ..., w_n [H_{n-1}, 10], b_n [10] -> q' [B, Q]."""
 
     @staticmethod
-    def forward(ctx, q, a, b, table, time_pre, frames, sizes, inverse, *tail):
+    def forward(ctx, q, a, b, table, frames, sizes, inverse, *tail):
         shape = q.shape
         q, u, v = q.reshape(-1), torch.tanh(a.reshape(-1)), torch.tanh(b.reshape(-1))
-        rows, w, frac = taps(u, v, sizes)
-        h1 = F.embedding_bag(rows, table, per_sample_weights=w, mode="sum")
-        h1.view(shape[0], shape[1], -1).add_(time_pre.index_select(0, frames).unsqueeze(1))
-        acts = [F.leaky_relu(h1, NEG_SLOPE).t()]  # inputs of the tail layers [H, N]; the first a view of [N, H1]
+        n_frames = table.shape[0] - sum(r * r for r in sizes)
+        rows, w, frac = taps(u, v, sizes, n_frames)
+        # the time row of each point's frame is one more tap, of weight 1
+        frame_rows = frames.to(torch.int32).repeat_interleave(shape[1])
+        rows, w = _columns([frame_rows, *rows]), _columns([torch.ones_like(u), *w])
+        h1 = F.leaky_relu_(F.embedding_bag(rows, table, per_sample_weights=w, mode="sum"), NEG_SLOPE)
+        acts = [h1.t()]  # inputs of the tail layers [H, N]; the first a view of [N, H1]
         for i in range(0, len(tail), 2):
             z = torch.addmm(tail[i + 1].unsqueeze(1), tail[i].t(), acts[-1])
             if i + 2 < len(tail):
@@ -131,14 +134,14 @@ class CouplingLayer(torch.autograd.Function):
         out = torch.addcmul(torch.where(first, y1, y0), r, dy)
         pos = r + first.to(q.dtype)
         inside = (q == qc).to(q.dtype)
-        ctx.save_for_backward(u, v, rows, w, table, frames, s, ends, pos, slope, inside,
+        ctx.save_for_backward(u, v, rows, w, table, s, ends, pos, slope, inside,
                               *[f for uv in frac for f in uv], *acts, *tail[0::2])
-        ctx.shape, ctx.sizes, ctx.time_rows = shape, sizes, time_pre.shape[0]
+        ctx.shape, ctx.sizes = shape, sizes
         return out.view(shape)
 
     @staticmethod
     def backward(ctx, g):
-        u, v, rows, w, table, frames, s, ends, pos, slope, inside, *rest = ctx.saved_tensors
+        u, v, rows, w, table, s, ends, pos, slope, inside, *rest = ctx.saved_tensors
         n_levels = len(ctx.sizes)
         frac, rest = rest[:2 * n_levels], rest[2 * n_levels:]
         n_tail = len(rest) // 2
@@ -157,9 +160,6 @@ class CouplingLayer(torch.autograd.Function):
             if i > 0:
                 dz = _leaky_grad(weights[i] @ dz, x)
         dh1 = _leaky_grad(dz.t() @ weights[0].t(), acts[0].t())  # [N, H1], row-major
-        bsz, npts = ctx.shape
-        grad_time = dh1.new_zeros(ctx.time_rows, dh1.shape[1]).index_add_(
-            0, frames, dh1.view(bsz, npts, -1).sum(1))
         grad_table = None
         if ctx.needs_input_grad[3]:
             # transpose of the gather: bag the (point, tap) entries of each table row together
@@ -170,7 +170,7 @@ class CouplingLayer(torch.autograd.Function):
             grad_table = F.embedding_bag(order // rows.shape[1], dh1, starts, mode="sum",
                                          per_sample_weights=w.view(-1).index_select(0, order))
         # d h1 / du . dh1 and d h1 / dv . dh1 from the corners' dot products with dh1
-        dots = _tap_dots(table, rows, dh1)
+        dots = _tap_dots(table, rows, dh1)[:, 1:]  # (column 0 is the time row)
         du = dv = 0
         for lvl, r in enumerate(ctx.sizes):
             fu, fv = frac[2 * lvl], frac[2 * lvl + 1]
@@ -181,4 +181,4 @@ class CouplingLayer(torch.autograd.Function):
         grad_a = (du * (1 - u * u)).view(ctx.shape)
         grad_b = (dv * (1 - v * v)).view(ctx.shape)
         grad_q = (gs * inside).view(ctx.shape)
-        return grad_q, grad_a, grad_b, grad_table, grad_time, None, None, None, *tail_grads
+        return grad_q, grad_a, grad_b, grad_table, None, None, None, *tail_grads
