@@ -80,11 +80,10 @@ class Deformer(nn.Module):
     def prepare(self) -> Prepared:
         c = self.planes.shape[-1]
         code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
-        folded, row = [torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1)], 0
-        for k, r in enumerate(self.plane_res):
-            folded.append(torch.bmm(self.planes[:, row:row + r * r], self.w1_planes[:, k * c:(k + 1) * c]))
-            row += r * r
-        tables = torch.cat(folded, 1)
+        levels = self.planes.split([r * r for r in self.plane_res], 1)  # (split: no zero-filled slice gradients)
+        w1 = self.w1_planes.split(c, 1)
+        tables = torch.cat([torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1),
+                            *[torch.bmm(p, w) for p, w in zip(levels, w1)]], 1)
         tail = [p.unbind(0) for wb in zip(self.weights, self.biases) for p in wb]
         # unbind (not indexing) so the backward gathers all layers' gradients in one allocation
         return Prepared(tables.unbind(0), list(zip(*tail)))
