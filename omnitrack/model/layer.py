@@ -92,9 +92,10 @@ def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch
     return torch.sparse.sampled_addmm(pattern, g, table.t(), beta=0.0).values().view(n, k)
 
 
-def _leaky_grad(g: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """Gradient through leaky_relu from its output ``act`` (positive exactly where its input is)."""
-    return torch.ops.aten.leaky_relu_backward(g, act, NEG_SLOPE, True)
+def _leaky_grad_(g: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Gradient through leaky_relu from its output ``act`` (positive exactly where its input is), in
+    place in g (no new [N, H] tensor)."""
+    return torch.ops.aten.leaky_relu_backward.grad_input(g, act, NEG_SLOPE, True, grad_input=g)
 
 
 class CouplingLayer(torch.autograd.Function):
@@ -158,8 +159,8 @@ class CouplingLayer(torch.autograd.Function):
             tail_grads[2 * i] = (dz @ x.t()).t()
             tail_grads[2 * i + 1] = dz.sum(1)
             if i > 0:
-                dz = _leaky_grad(weights[i] @ dz, x)
-        dh1 = _leaky_grad(dz.t() @ weights[0].t(), acts[0].t())  # [N, H1], row-major
+                dz = _leaky_grad_(weights[i] @ dz, x)
+        dh1 = _leaky_grad_(dz.t() @ weights[0].t(), acts[0].t())  # [N, H1], row-major
         grad_table = None
         if ctx.needs_input_grad[3]:
             # transpose of the gather: bag the (point, tap) entries of each table row together
