@@ -7,15 +7,17 @@ of the frame]. ``axes`` concatenates random permutations of (0, 1, 2), so with 6
 transformed twice.
 
 All layers' parameters are stacked along a leading layer dimension; the planes of all resolutions
-of a layer form one table [sum R^2, C] (planes.py). The MLP's first layer is linear in its inputs,
-so per optimisation step :meth:`Deformer.prepare` computes for every layer at once
-  - the plane tables folded with the first layer's plane weights: [L, sum R^2, H1] (one bmm per
-    resolution), so sampling returns that layer's plane term directly (no per-point 64 -> 56 matmul);
-  - the first layer's time term (plus bias) for every frame: [L, T, H1], instead of sampling the
-    time grids for every point of every layer as upstream does.
+of a layer are stored as one table [sum R^2, C]. The MLP's first layer is linear in its inputs, so
+per optimisation step :meth:`Deformer.prepare` computes for every layer at once one table
+[T + sum R^2, H1] of
+  - the first layer's time term (plus bias) for every frame, instead of sampling the time grids for
+    every point of every layer as upstream does;
+  - the planes folded with the first layer's plane weights (one bmm per resolution), so sampling
+    returns that layer's plane term directly (no per-point 64 -> 56 matmul).
 Points are grouped as [B, Q] with one frame per group (a frame pair of the batch, or a target frame
-at inference); the time term is broadcast over Q, so a layer costs one weighted gather of 4 corners
-per resolution plus the 56 -> 28 -> 10 rest of the MLP.
+at inference). A layer is one autograd node (layer.py): one weighted gather of the frame's time row
+and 4 corners per resolution, the 56 -> 28 -> 10 rest of the MLP, the knots and the interpolation,
+with a hand-written backward.
 """
 
 from __future__ import annotations
