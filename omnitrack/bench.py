@@ -123,14 +123,15 @@ def bench_deformer(args) -> float:
 def bench_fit(args) -> float:
     import torch
 
-    from omnitrack.model.training import _build
+    from omnitrack.model.training import _build, _initial_depth
     from omnitrack.model.synthetic import make_video, write_inputs
 
     cfg = _config(args)
     video = make_video(args.frames, args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         inputs = write_inputs(video, tmp, window=cfg["partner_window"], num_matches=32)
-        trainer = _build(inputs["frames"], cfg, inputs["masks_dir"], inputs["matches_path"], None, print)
+        init = _initial_depth(inputs["frames"], cfg, inputs["masks_dir"], None)
+        trainer = _build(inputs["frames"], cfg, inputs["masks_dir"], inputs["matches_path"], init, print)
         wall, cpu, best = _time(trainer.one_step, args.warmup, args.steps)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"fit: {args.pairs} pairs x {args.points} points (+ {cfg['match_pairs']} x {cfg['match_points']} matches), "
