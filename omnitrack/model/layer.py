@@ -25,6 +25,7 @@ The backward of the plane sampling
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -81,15 +82,31 @@ def taps(u: torch.Tensor, v: torch.Tensor, sizes: list[int], offset: int):
 
 
 def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """table [R, C], rows [N, k] int32 ascending per row, g [N, C] -> [N, k]: table[rows[n, j]] . g[n],
-    as a sampled dense product (no [N, k, C] gather)."""
+    """table [R, C], rows [N, k] int32 ascending per row, g [N, C] -> [N, k]: table[rows[n, j]] . g[n].
+
+    On CPU a sampled dense product (no [N, k, C] gather; 2x faster than gathering rows of neighbour
+    differences); elsewhere the plain gather.
+    """
     n, k = rows.shape
+    if rows.device.type != "cpu":
+        return _tap_dots_gather(table, rows, g)
     crow = torch.arange(0, n * k + 1, k, dtype=rows.dtype, device=rows.device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
         pattern = torch.sparse_csr_tensor(crow, rows.view(-1), g.new_zeros(n * k), size=(n, table.shape[0]),
                                           check_invariants=False)
     return torch.sparse.sampled_addmm(pattern, g, table.t(), beta=0.0).values().view(n, k)
+
+
+def _tap_dots_gather(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """:func:`_tap_dots` by gathering the rows [N, k, C]."""
+    return (table[rows.long()] * g.unsqueeze(1)).sum(2)
+
+
+@functools.cache
+def _knot_maps(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """KNOTS, KNOT_OFFSET [12, 1] on ``device`` (one copy per device and dtype)."""
+    return KNOTS.to(device, dtype), KNOT_OFFSET.to(device, dtype).unsqueeze(1)
 
 
 def _leaky_grad_(g: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -119,7 +136,8 @@ class CouplingLayer(torch.autograd.Function):
             if i + 2 < len(tail):
                 acts.append(F.leaky_relu(z, NEG_SLOPE))
         s = torch.sigmoid(z)
-        knots = torch.addmm(KNOT_OFFSET.to(s).unsqueeze(1), KNOTS.to(s), s)  # [12, N]
+        knot_map, knot_offset = _knot_maps(s.device, s.dtype)
+        knots = torch.addmm(knot_offset, knot_map, s)  # [12, N]
         # the polyline: the query's segment among its 6 knots, then linear interpolation
         qo, vo = (6, 0) if inverse else (0, 6)
         kq = knots[qo:qo + 6]
@@ -152,7 +170,7 @@ class CouplingLayer(torch.autograd.Function):
         gp = g * pos
         vals = torch.stack([gs * (pos - 1), -gs * pos, g - gp, gp])  # d out / d (x0, x1, y0, y1)
         dknots = torch.zeros(12, g.shape[0], dtype=g.dtype, device=g.device).scatter_(0, ends, vals)
-        dz = (KNOTS.to(g).t() @ dknots) * s * (1 - s)  # [10, N]
+        dz = (_knot_maps(g.device, g.dtype)[0].t() @ dknots) * s * (1 - s)  # [10, N]
         tail_grads = [None] * (2 * n_tail)
         for i in range(n_tail - 1, -1, -1):
             x = acts[i]  # [H_in, N]
