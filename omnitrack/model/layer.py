@@ -4,8 +4,8 @@ For points grouped [B, Q] (one frame per group) and one layer, :class:`CouplingL
 transformed coordinate q [B, Q] given the kept ones a, b [B, Q]:
 
   u, v = tanh a, tanh b
-  h1 = sum over the 4 L bilinear taps of w * table[rows] + time_pre[frame]   [N, H1]
-       (table: the layer's planes folded with the MLP's first linear layer, deformer.prepare)
+  h1 = table[T-row of the frame] + sum over the 4 L bilinear corners of w * table[row]   [N, H1]
+       (table: the layer's time term and planes folded with the MLP's first linear layer, Deformer.prepare)
   s = sigmoid(W_n^T leaky(... leaky(W_2^T leaky(h1) + b_2) ...) + b_n)       [10, N]
   knots = KNOTS s + KNOT_OFFSET                                              [12, N]
   q' = polyline(x knots -> y knots)(q)   (the inverse: y knots -> x knots)
@@ -15,12 +15,11 @@ are linear in s (coupling.knots), so they and their gradient are one small matmu
 first layer the activations are feature-major [H, N]: on this machine's MKL the thin products
 [H_out, H_in] x [H_in, N] run 1.3-5x faster than [N, H_in] x [H_in, H_out] (BENCHMARKS.md §2).
 
-The backward of the plane sampling
-  - w.r.t. the table is the transpose of the gather: the (point, tap) entries sorted by table row,
-    each row's gradients summed by one ``embedding_bag`` over the points' gradients;
-  - w.r.t. u and v needs d h1 / du and d h1 / dv, which are bilinear samples of the tables of
-    neighbour differences (:func:`differences`, computed once per step) with 2 taps per level,
-    gathered by one ``embedding_bag`` of 2N bags and dotted with the incoming gradient.
+The backward of the gather
+  - w.r.t. the table is its transpose: the (point, tap) entries sorted by table row, each row's
+    gradients summed by one ``embedding_bag`` over the points' gradients;
+  - w.r.t. u and v is, per level, the weights' derivatives times the dot products of the 4 corners'
+    rows with the incoming gradient (:func:`_tap_dots`).
 """
 
 from __future__ import annotations
@@ -183,7 +182,7 @@ class CouplingLayer(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             # transpose of the gather: bag the (point, tap) entries of each table row together
             flat = rows.view(-1)
-            # int16 keys when they fit: fewer radix passes (~20% faster on CPU)
+            # int16 keys when they fit: 1.3-2x faster to sort on CPU
             order = torch.sort(flat.to(torch.int16) if table.shape[0] <= 2 ** 15 else flat, stable=True).indices
             counts = torch.bincount(flat, minlength=table.shape[0])
             starts = torch.cumsum(counts, 0) - counts
