@@ -15,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from omnitrack.data.frames import load_frames, load_meta, save_frames
+from omnitrack.data.frames import check_frames_match, load_frames, load_meta, save_frames
+from omnitrack.depth.file import load_depth_file, save_depth_file
 from omnitrack.errors import CacheError, InputError, OutOfMemory
-from omnitrack.io import atomic_path, load_npz, read_json, save_npz, write_json
+from omnitrack.evaluation.metrics import score
+from omnitrack.io import load_npz, read_json, write_json
+from omnitrack.prediction import load_prediction, save_prediction
 
 log = logging.getLogger("omnitrack")
 
@@ -55,14 +58,6 @@ def memory_hint(path: str | Path, stage: str, setting: str | None = None):
         if is_out_of_memory(e):
             raise OutOfMemory(path, stage, setting or MEMORY_SETTINGS[stage], e) from e
         raise
-
-
-def _check_frames_match(path, what: str, shape, meta: dict, frames_path) -> None:
-    """Raise CacheError naming ``path`` if its (T, H, W) ``shape`` differs from the frames file's."""
-    want = (meta["num_frames"], meta["height"], meta["width"])
-    if tuple(int(v) for v in shape) != want:
-        raise CacheError(path, f"{what} {tuple(int(v) for v in shape)} (T, H, W) do not match {frames_path} "
-                               f"{want}: it was computed from other frames")
 
 
 def render_synthetic(spec: dict, out_path: str | Path) -> None:
@@ -180,7 +175,7 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
 
     frames, meta = load_frames(frames_path)
     store = FlowStore(flow_dir)
-    _check_frames_match(flow_dir, "flows of frames", (store.num_frames, store.height, store.width), meta, frames_path)
+    check_frames_match(flow_dir, "flows of frames", (store.num_frames, store.height, store.width), meta, frames_path)
     features = None
     if features_path:
         desc, cell, _ = load_features(features_path)
@@ -208,18 +203,6 @@ def find_matches(frames_path: str | Path, features_path: str | Path, out_path: s
     log.info("%d long-term matches", len(frames))
 
 
-def save_prediction(out_path: str | Path, query_points: np.ndarray, tracks: np.ndarray, occluded: np.ndarray,
-                    width: int, height: int) -> None:
-    """Write the prediction format every method shares (docs/formats.md)."""
-    save_npz(out_path, query_points=query_points.astype(np.float32), tracks=tracks.astype(np.float32),
-             occluded=occluded.astype(bool), size=np.array([width, height], np.int32))
-
-
-def load_prediction(path: str | Path) -> dict[str, np.ndarray]:
-    return load_npz(path, {"query_points": (2, "f"), "tracks": (3, "f"), "occluded": (2, "b"),
-                           "size": (1, "i")})
-
-
 def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mode: str,
                 out_path, cfg: dict, grid: dict) -> None:
     """The flow-chaining baseline for one video and query mode (``truth_path``: the video's source
@@ -227,11 +210,11 @@ def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mo
     from omnitrack.features.matching import load_matches
     from omnitrack.flow.consistency import load_masks
     from omnitrack.queries import video_queries
-    from omnitrack.track.chain import track_queries
+    from omnitrack.flow.chaining import track_queries
 
     meta = load_meta(frames_path)
     flows, mask, _ = load_masks(masks_dir)
-    _check_frames_match(masks_dir, "flows of frames", (flows.num_frames, flows.height, flows.width), meta, frames_path)
+    check_frames_match(masks_dir, "flows of frames", (flows.num_frames, flows.height, flows.width), meta, frames_path)
     frames_ab, points, _ = load_matches(matches_path)
     if len(frames_ab) and int(frames_ab.max()) >= meta["num_frames"]:
         raise CacheError(matches_path, f"matches frame {int(frames_ab.max())} but {frames_path} has "
@@ -243,18 +226,17 @@ def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mo
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 
 
-def estimate_depth(frames_path, masks_dir, out_path, cfg: dict, device: str = "auto") -> np.ndarray:
+def estimate_depth(frames_path, masks_dir, out_path, cfg: dict, device: str = "auto",
+                   version: int | None = None) -> np.ndarray:
     """The depth stage: the depth the nvp fit starts from (omnitrack.depth.stage, by ``cfg["method"]``),
     written to ``out_path`` (npz: ``depth`` float32 [T, H, W], ``meta`` a JSON string: method, settings,
-    version). ``cfg``: the config's ``depth`` section; ``masks_dir`` is needed by layers and motion.
+    version). ``cfg``: the config's ``depth`` section; ``masks_dir`` is needed by layers and motion;
+    ``version``: the stage version recorded in ``meta`` (the workflow passes its own).
 
     depth_anything_v2 loads its weights before anything else, so a missing or foreign file fails at once
     (InputError naming the file and where to download it).
     """
-    import json
-
     from omnitrack.depth.stage import NEEDS_MASKS, compute_depth, settings, used_settings
-    from omnitrack.versions import STAGE_VERSIONS
 
     cfg = settings(cfg)
     method = cfg["method"]
@@ -272,29 +254,17 @@ def estimate_depth(frames_path, masks_dir, out_path, cfg: dict, device: str = "a
         if masks_dir is None:
             raise InputError("depth", f"depth.method {method} needs the masks stage's output directory")
         store, mask, _ = load_masks(masks_dir)
-        _check_frames_match(masks_dir, "flows of frames", (store.num_frames, store.height, store.width), meta,
+        check_frames_match(masks_dir, "flows of frames", (store.num_frames, store.height, store.width), meta,
                             frames_path)
         masks = (store, mask)
     with memory_hint(frames_path, "depth"):
         depth = compute_depth(frames, cfg, masks=masks, device=device, model=model)
-    info = {"method": method, "settings": used_settings(cfg), "version": STAGE_VERSIONS["depth"],
+    info = {"method": method, "settings": used_settings(cfg), "version": version,
             "units": "nvp fit depth: far scene 1.0, nearer smaller"}
-    save_npz(out_path, depth=depth.astype(np.float32), meta=np.array(json.dumps(info)))
+    save_depth_file(out_path, depth, info)
     log.info("%s: depth by %s, range [%.3f, %.3f], %d distinct values", meta["video"], method, depth.min(),
              depth.max(), min(len(np.unique(depth)), 10**6))
     return depth
-
-
-def load_depth_file(path) -> tuple[np.ndarray, dict]:
-    """A depth stage file -> (depth float32 [T, H, W], meta dict)."""
-    import json
-
-    z = load_npz(path, {"depth": (3, "f"), "meta": (0, "U")})
-    try:
-        meta = json.loads(str(z["meta"]))
-    except ValueError as e:
-        raise CacheError(path, f"its 'meta' is not JSON ({e})") from None
-    return z["depth"].astype(np.float32), meta
 
 
 def _torch_device(device: str) -> str:
@@ -315,7 +285,7 @@ def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dic
     depth = None
     if depth_path is not None:
         depth, _ = load_depth_file(depth_path)
-        _check_frames_match(depth_path, "depth maps", depth.shape, load_meta(frames_path), frames_path)
+        check_frames_match(depth_path, "depth maps", depth.shape, load_meta(frames_path), frames_path)
     with memory_hint(frames_path, "optimise"):
         fit_video(frames_path, masks_dir, matches_path, out_path, nvp, loss_path=loss_path, depth_path=depth)
 
@@ -333,27 +303,6 @@ def track_nvp(model_path, frames_path, truth_path, video: str, mode: str, out_pa
         tracks, occluded = predict(model_path, queries, device=device, inference=inference)
     save_prediction(out_path, queries, tracks, occluded, meta["width"], meta["height"])
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
-
-
-def score(tracks, occluded, truth, mode: str, width: int, height: int) -> dict:
-    """TAP-Vid metrics and temporal coherence (None without three consecutive visible frames) of a
-    prediction, in 256x256 space.
-
-    tracks float [N, T, 2] and occluded bool [N, T] in working pixels (width x height); truth: the
-    (query_points, gt_tracks, gt_occluded) of :func:`omnitrack.queries.benchmark_queries` for ``mode``.
-    """
-    from omnitrack.evaluation.metrics import compute_tapvid_metrics, temporal_coherence
-
-    queries, gt_tracks, gt_occluded = truth
-    to256 = np.array([256.0 / width, 256.0 / height], np.float32)
-    q256 = queries * np.array([1.0, 256.0 / height, 256.0 / width], np.float32)
-    gt256, pred256 = (gt_tracks * to256)[None], (np.asarray(tracks) * to256)[None]
-    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, np.asarray(occluded)[None], pred256, mode)
-    result = {k: float(v[0]) if np.isfinite(v[0]) else None for k, v in metrics.items()}
-    tc = temporal_coherence(gt256, gt_occluded[None], pred256)[0]
-    result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
-    result["num_queries"] = int(len(queries))
-    return result
 
 
 def evaluate(prediction_path, truth_path, video: str, mode: str, out_path) -> dict:

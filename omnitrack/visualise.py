@@ -281,7 +281,7 @@ def visualise_prediction(frames_path: str | Path, prediction_path: str | Path, o
     (trail, occluded, fps, preview_every, preview_max_side, min_side). -> :func:`render_tracks`' info.
     """
     from omnitrack.data.frames import load_frames
-    from omnitrack.pipeline import load_prediction
+    from omnitrack.prediction import load_prediction
     from omnitrack.queries import benchmark_queries
 
     frames, meta = load_frames(frames_path)
@@ -354,15 +354,12 @@ def visualise_depth(frames_path: str | Path, depth_path: str | Path, out_mp4: st
 
     cfg: the ``visualise`` config (fps, preview_every, preview_max_side, min_side). -> {"frames", "width", "height"}.
     """
-    from omnitrack.data.frames import load_frames
-    from omnitrack.errors import CacheError
-    from omnitrack.pipeline import load_depth_file
+    from omnitrack.data.frames import check_frames_match, load_frames
+    from omnitrack.depth.file import load_depth_file
 
     frames, meta = load_frames(frames_path)
     depth, info = load_depth_file(depth_path)
-    if depth.shape != frames.shape[:3]:
-        raise CacheError(depth_path, f"depth maps {depth.shape} (T, H, W) do not match {frames_path} "
-                                     f"{frames.shape[:3]}: it was computed from other frames")
+    check_frames_match(depth_path, "depth maps", depth.shape, meta, frames_path)
     every = max(1, cfg.get("preview_every", 2))
     kept: list[np.ndarray] = []
     size: list[int] = []

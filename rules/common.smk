@@ -6,7 +6,7 @@ from omnitrack.data.videos import check_dataset_path, source_stamp
 from omnitrack.errors import InputError
 from omnitrack.model.config import INFERENCE_KEYS as NVP_INFERENCE_KEYS
 from omnitrack.model.config import resolve as resolve_nvp
-from omnitrack.versions import STAGE_VERSIONS
+from omnitrack.workflow.versions import STAGE_VERSIONS
 
 def selected_datasets():
     """The datasets to run: `run_datasets` if set (a --configfile can narrow config.yaml's set), else all."""

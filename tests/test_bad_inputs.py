@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from omnitrack import pipeline
-from omnitrack.config import check_config
+from omnitrack.workflow.config import check_config
 from omnitrack.data.frames import load_frames, save_frames
 from omnitrack.data.tapvid import load_tapvid
 from omnitrack.data.videos import read_video
@@ -23,6 +23,7 @@ from omnitrack.errors import CacheError, InputError, OutOfMemory
 from omnitrack.flow.compute import compute_flows
 from omnitrack.flow.store import FlowStore, FlowWriter
 from omnitrack.io import atomic_path, save_npz, write_json
+from omnitrack.prediction import save_prediction
 from omnitrack.queries import grid_queries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,7 +267,7 @@ def test_row_reader_reports_a_file_truncated_under_it(tmp_path):
 # --- config files, query settings, strict metrics (issue 16) ------------------------------------------
 
 def test_config_file_duplicate_key_undecodable_bytes_and_syntax_name_file_and_line(tmp_path):
-    from omnitrack.config import load_config_file
+    from omnitrack.workflow.config import load_config_file
 
     dup = tmp_path / "dup.yaml"
     dup.write_text("flow:\n  window: 4\n  method: dis\n  window: 8\n")
@@ -301,7 +302,7 @@ def test_metrics_of_a_mode_without_queries_are_strict_json_nulls(tmp_path):
     occluded[:, 0] = True
     save_npz(tmp_path / "v.npz", video=np.zeros((4, 16, 16, 3), np.uint8),
              points=np.full((2, 4, 2), 0.5, np.float32), occluded=occluded)
-    pipeline.save_prediction(tmp_path / "pred.npz", np.zeros((0, 3), np.float32), np.zeros((0, 4, 2), np.float32),
+    save_prediction(tmp_path / "pred.npz", np.zeros((0, 3), np.float32), np.zeros((0, 4, 2), np.float32),
                              np.zeros((0, 4), bool), 16, 16)
     pipeline.evaluate(tmp_path / "pred.npz", tmp_path / "v.npz", "v", "strided", tmp_path / "m.json")
     text = (tmp_path / "m.json").read_text()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
-from omnitrack.track.chain import chain_matches, track_queries
+from omnitrack.flow.chaining import chain_matches, track_queries
 
 T, H, W = 8, 32, 48
 VELOCITY = np.array([1.5, -0.75], np.float32)  # px per frame, x != y

@@ -1,6 +1,7 @@
 """The depth stage's methods (layers, motion, none), the order measure, the truth utility and the file."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -85,17 +86,18 @@ def test_none_is_constant_and_motion_is_the_former_fit_start(square):
 
 def test_the_depth_file_and_the_fit_reading_it(square, tmp_path):
     from omnitrack.data.frames import save_frames
-    from omnitrack.pipeline import estimate_depth, load_depth_file, optimise
+    from omnitrack.depth.file import load_depth_file
+    from omnitrack.pipeline import estimate_depth, optimise
 
     video, inputs, _, _ = square
     frames_path = tmp_path / "frames.npz"
     save_frames(frames_path, video.render(), {"video": "square", "source": "test", "source_size": [64, 64],
                                               "fps": None, "has_gt": False, "params": {}})
     out = tmp_path / "depth" / "square.npz"
-    estimate_depth(frames_path, inputs["masks_dir"], out, {"method": "layers", "layers": {"near": 0.6}})
+    estimate_depth(frames_path, inputs["masks_dir"], out, {"method": "layers", "layers": {"near": 0.6}}, version=7)
     depth, meta = load_depth_file(out)
     assert depth.shape == (12, 64, 64) and depth.min() == pytest.approx(0.6) and depth.max() == 1.0
-    assert meta["method"] == "layers" and meta["settings"]["layers"]["near"] == 0.6 and meta["version"] == 1
+    assert meta["method"] == "layers" and meta["settings"]["layers"]["near"] == 0.6 and meta["version"] == 7
     json.dumps(meta)
     # depth of other frames: the fit's input is rejected naming the depth file
     other = tmp_path / "other.npz"
@@ -104,17 +106,18 @@ def test_the_depth_file_and_the_fit_reading_it(square, tmp_path):
         optimise(frames_path, inputs["masks_dir"], None, tmp_path / "m.pt", None, {"steps": 1}, depth_path=other)
 
 
-def test_a_fit_from_another_depth_start_is_not_reused(square, tmp_path):
+def test_a_fit_from_another_depth_start_is_not_reused(square, tmp_path, caplog):
     from omnitrack.model import fit
 
     video, inputs, _, _ = square
     frames = video.render()
     cfg = {"steps": 2, "progress": False, "tensorboard": False, "threads": 1}
-    ck, said = tmp_path / "m.pt", []
+    ck = tmp_path / "m.pt"
+    caplog.set_level(logging.INFO, logger="omnitrack")
     for value in (1.0, 1.0, 0.8):
         fit(frames, cfg, masks_dir=inputs["masks_dir"], depth=np.full((12, 64, 64), value, np.float32),
-            checkpoint_path=ck, log=said.append)
-    assert said == [f"{ck}: already fitted with this configuration; not refitting",
+            checkpoint_path=ck)
+    assert caplog.messages == [f"{ck}: already fitted with this configuration; not refitting",
                     f"{ck}: fitted with another configuration or initial depth; refitting"]
 
 

@@ -1,5 +1,6 @@
 """The nvp fit end to end on tiny synthetic videos: accuracy, short videos, checkpoints, resume, NaN."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -95,17 +96,18 @@ def test_twelve_frame_video_fits_and_tracks(video12, tmp_path):
     np.testing.assert_allclose(grid[1, 2, 3], [16.5, 8.5])
 
 
-def test_existing_final_checkpoint_is_reused(video12, tmp_path):
+def test_existing_final_checkpoint_is_reused(video12, tmp_path, caplog):
     _, inputs, frames_path = video12
     ck = tmp_path / "model.pt"
     fit_video(frames_path, inputs["masks_dir"], None, ck, small_config(steps=5))
     stamp = ck.stat().st_mtime_ns
-    messages = []
-    fit(frames_path, small_config(steps=5), masks_dir=inputs["masks_dir"], checkpoint_path=ck, log=messages.append)
-    assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
+    caplog.set_level(logging.INFO, logger="omnitrack")
+    caplog.clear()
+    fit(frames_path, small_config(steps=5), masks_dir=inputs["masks_dir"], checkpoint_path=ck)
+    assert ck.stat().st_mtime_ns == stamp and "not refitting" in caplog.messages[0]
 
 
-def test_inference_keys_come_from_the_caller_and_do_not_refit(video12, tmp_path):
+def test_inference_keys_come_from_the_caller_and_do_not_refit(video12, tmp_path, caplog):
     """occlusion_margin is read at inference only: predict() takes it from the caller (the workflow's
     config), and a fit asked with another margin reuses the fitted model."""
     _, inputs, frames_path = video12
@@ -121,10 +123,10 @@ def test_inference_keys_come_from_the_caller_and_do_not_refit(video12, tmp_path)
     with pytest.raises(ValueError, match=r"\['steps'\] are not inference keys"):
         predict(ck, q, inference={"steps": 3})
     stamp = ck.stat().st_mtime_ns
-    messages = []
-    fit(frames_path, small_config(steps=5, occlusion_margin=0.5), masks_dir=inputs["masks_dir"], checkpoint_path=ck,
-        log=messages.append)
-    assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
+    caplog.set_level(logging.INFO, logger="omnitrack")
+    caplog.clear()
+    fit(frames_path, small_config(steps=5, occlusion_margin=0.5), masks_dir=inputs["masks_dir"], checkpoint_path=ck)
+    assert ck.stat().st_mtime_ns == stamp and "not refitting" in caplog.messages[0]
 
 
 def test_checkpoint_of_another_video_is_rejected(video12, tmp_path):
@@ -167,7 +169,7 @@ fit_video(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.arg
 """
 
 
-def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path):
+def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path, caplog):
     import json
 
     _, inputs, frames_path = video12
@@ -190,10 +192,10 @@ def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path):
     stopped = read_checkpoint(partial_path(ck))["step"]
     assert 0 < stopped < 60 and not ck.exists()
 
-    messages = []
+    caplog.set_level(logging.INFO, logger="omnitrack")
     resumed = fit(frames_path, cfg, masks_dir=inputs["masks_dir"], matches_path=inputs["matches_path"],
-                  checkpoint_path=ck, log=messages.append)
-    assert any(f"resuming at step {stopped}" in m for m in messages)
+                  checkpoint_path=ck)
+    assert any(f"resuming at step {stopped}" in m for m in caplog.messages)
     a, b = params(whole), params(resumed)
     assert a["depth.initial"].std() > 0  # the start is not constant: resuming must not replace it
     assert a.keys() == b.keys()
@@ -210,11 +212,11 @@ def test_same_seed_same_parameters_different_seed_differs(video12):
     assert not torch.equal(p[0]["deformer.planes"], p[2]["deformer.planes"])
 
 
-def test_chained_flow_matches_feed_the_match_loss(video12):
+def test_chained_flow_matches_feed_the_match_loss(video12, caplog):
     _, inputs, frames_path = video12
-    messages = []
+    caplog.set_level(logging.INFO, logger="omnitrack")
     tracker = fit(frames_path, small_config(steps=3, log_every=1, chain_match_stride=8, chain_match_min_gap=2),
-                  masks_dir=inputs["masks_dir"], matches_path=None, log=messages.append)
-    count = next(int(m.split(":")[1].split()[0]) for m in messages if m.startswith("chained-flow matches:"))
+                  masks_dir=inputs["masks_dir"], matches_path=None)
+    count = next(int(m.split(":")[1].split()[0]) for m in caplog.messages if m.startswith("chained-flow matches:"))
     assert count > 0
     assert all("match" in row for row in tracker.history)  # without any matches there is no match term

@@ -1,6 +1,7 @@
 """Inputs, geometry and sampling of the nvp fit: validation errors, camera, bound, streamed batches."""
 
 import json
+import logging
 import tracemalloc
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_scene_bound_rule():
 
 def test_masks_of_another_size_are_rejected(small):
     _, inputs = small
-    with pytest.raises(InputError, match=r"masks: holds flows of a 24-frame 40x40 video, the frames are 24 frames of 48x40"):
+    with pytest.raises(CacheError, match=r"masks: holds flows of a 24-frame 40x40 video, the frames are 24 frames of 48x40"):
         load_masks(inputs["masks_dir"], 24, 40, 48)
     with pytest.raises(InputError, match="no masks directory was given"):
         fit(inputs["frames"], cfg())
@@ -123,15 +124,15 @@ def test_depth_maps_initialise_the_optimised_maps(small, tmp_path):
     assert init[0, 0, 0] < 1.1 and init[0, 0, -1] > 2.9
 
 
-def test_empty_matches_fall_back_to_no_match_loss(small, tmp_path):
+def test_empty_matches_fall_back_to_no_match_loss(small, tmp_path, caplog):
     _, inputs = small
     path = tmp_path / "matches.npz"
     save_npz(path, frames=np.zeros((0, 2), np.int32), points=np.zeros((0, 4), np.float32), score=np.zeros(0, np.float32))
-    messages = []
-    fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path, log=messages.append)
-    assert any("holds no matches; fitting without the long-term match loss" in m for m in messages)
+    fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path)
+    assert [r.levelname for r in caplog.records if "holds no matches" in r.getMessage()] == ["WARNING"]
+    assert "matches.npz holds no matches; fitting without the long-term match loss" in caplog.text
     save_npz(path, frames=np.array([[0, 30]], np.int32), points=np.zeros((1, 4), np.float32), score=np.ones(1, np.float32))
-    with pytest.raises(InputError, match=r"matches\.npz: match frame ids reach 30, the video has 24 frames"):
+    with pytest.raises(CacheError, match=r"matches\.npz: match frame ids reach 30, the video has 24 frames"):
         fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path)
 
 

@@ -1,12 +1,12 @@
 """Kill-and-resume: SIGKILL the workflow mid-job, resume with the documented command, get identical results.
 
-Runs omnitrack.tools.kill_resume (the harness users run) on its tiny built-in config: ~3-4 min for the
+Runs omnitrack.workflow.kill_resume (the harness users run) on its tiny built-in config: ~3-4 min for the
 chain stages and ~2 min for the nvp fit on 2 cores.
 """
 
 import pytest
 
-from omnitrack.tools.kill_resume import format_report, run_harness
+from omnitrack.workflow.kill_resume import format_report, run_harness
 
 pytestmark = pytest.mark.workflow
 

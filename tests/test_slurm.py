@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from omnitrack.faults import ENV_VAR, MARKER_DIR, InjectedFault, fail_once
+from omnitrack.workflow.faults import ENV_VAR, MARKER_DIR, InjectedFault, fail_once
 from tests.workflow_utils import REPO, TINY, make_workdir, snakemake
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"

@@ -8,7 +8,7 @@ import pytest
 
 from omnitrack.errors import InputError
 from omnitrack.evaluation.summary import THRESHOLDS
-from omnitrack.pipeline import save_prediction
+from omnitrack.prediction import save_prediction
 from omnitrack.plots import aj_per_video, delta_curves, loss_curves, summary_table
 from omnitrack.visualise import (preview_png, render_frames, render_tracks, track_colours, upscale_factor,
                                  visualise_prediction)

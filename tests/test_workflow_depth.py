@@ -32,7 +32,7 @@ def da_run(tmp_path_factory, shared_data):
 
 
 def test_depth_anything_runs_end_to_end_and_feeds_the_fit(da_run):
-    from omnitrack.pipeline import load_depth_file
+    from omnitrack.depth.file import load_depth_file
 
     depth, meta = load_depth_file(da_run / "results/synthetic/depth/synth_000.npz")
     assert depth.shape == (8, 64, 64) and depth.dtype == np.float32

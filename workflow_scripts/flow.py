@@ -1,4 +1,4 @@
-from omnitrack.logs import configure_threads, stage_log
+from omnitrack.workflow.logs import configure_threads, stage_log
 from omnitrack.pipeline import estimate_flow
 
 with stage_log(snakemake.log[0], "flow"):

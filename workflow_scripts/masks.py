@@ -1,4 +1,4 @@
-from omnitrack.logs import stage_log
+from omnitrack.workflow.logs import stage_log
 from omnitrack.pipeline import build_masks
 
 with stage_log(snakemake.log[0], "masks"):

@@ -1,4 +1,4 @@
-from omnitrack.logs import stage_log
+from omnitrack.workflow.logs import stage_log
 from omnitrack.plots import aj_per_video, delta_curves, loss_curves, summary_table
 
 with stage_log(snakemake.log[0], snakemake.rule):

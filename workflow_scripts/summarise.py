@@ -1,5 +1,5 @@
 from omnitrack.evaluation.summary import combine, write_csv
-from omnitrack.logs import stage_log
+from omnitrack.workflow.logs import stage_log
 
 with stage_log(snakemake.log[0], "summarise") as log:
     log.info("datasets: %s (configured: %s)", ", ".join(snakemake.params.datasets),

@@ -122,3 +122,22 @@ def temporal_coherence(gt_tracks, gt_occluded, pred_tracks) -> np.ndarray:
     err = np.linalg.norm(accel(pred_tracks) - accel(gt_tracks), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.sum(np.where(visible3, err, 0.0), axis=(1, 2)) / np.sum(visible3, axis=(1, 2))
+
+
+def score(tracks, occluded, truth, mode: str, width: int, height: int) -> dict:
+    """TAP-Vid metrics and temporal coherence (None without three consecutive visible frames) of a
+    prediction, in 256x256 space.
+
+    tracks float [N, T, 2] and occluded bool [N, T] in working pixels (width x height); truth: the
+    (query_points, gt_tracks, gt_occluded) of :func:`omnitrack.queries.benchmark_queries` for ``mode``.
+    """
+    queries, gt_tracks, gt_occluded = truth
+    to256 = np.array([256.0 / width, 256.0 / height], np.float32)
+    q256 = queries * np.array([1.0, 256.0 / height, 256.0 / width], np.float32)
+    gt256, pred256 = (gt_tracks * to256)[None], (np.asarray(tracks) * to256)[None]
+    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, np.asarray(occluded)[None], pred256, mode)
+    result = {k: float(v[0]) if np.isfinite(v[0]) else None for k, v in metrics.items()}
+    tc = temporal_coherence(gt256, gt_occluded[None], pred256)[0]
+    result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
+    result["num_queries"] = int(len(queries))
+    return result

@@ -3,7 +3,7 @@
 Library API::
 
     tracker = fit(frames_or_path, config=None, masks_dir=..., matches_path=None, depth=None,
-                  checkpoint_path=None, log=None)
+                  checkpoint_path=None)            # reports to the "omnitrack" logger
     tracks, occluded = tracker.track(query_points)        # [N, 3] (t, y, x) -> [N, T, 2], [N, T]
     tracker.save(path); Tracker.load(path)
     default_config("cpu" | "paper")

@@ -16,7 +16,7 @@ strided AJ on real TAP-Vid DAVIS (car-roundabout 0.397 -> 0.502, dog 0.194 -> 0.
 so configs/davis.yaml uses it (now through the depth stage: ``depth.method: motion``, ``sep: 0.3``;
 the knob is used only when ``fit`` gets no depth maps, and the workflow always gives it some); on the synthetic demo set it raises AJ but lowers OA (BENCHMARKS.md
 §1, §5), so the presets keep upstream's constant start. A third, ``chain_match_stride`` (0 = off:
-long-term matches from chained flow added to the feature matches, track/chain.py), helps
+long-term matches from chained flow added to the feature matches, flow/chaining.py), helps
 motocross-jump but costs dog and cows more (BENCHMARKS.md §5), so it is off everywhere.
 """
 
@@ -83,7 +83,7 @@ PAPER = {
     "match_weight_steps": [1000, 2000],
     "match_inlier_step": 2000,
     "match_inlier_factor": 2.0,
-    # matches from chained flow (track/chain.py: chain_matches; not upstream): a grid of every frame,
+    # matches from chained flow (flow/chaining.py: chain_matches; not upstream): a grid of every frame,
     # `chain_match_stride` px apart, tracked by flow chaining; 0 = off (upstream: feature matches only)
     "chain_match_stride": 0,
     "chain_match_min_gap": 4,

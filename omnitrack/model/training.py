@@ -11,12 +11,12 @@ an InputError.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,16 +33,11 @@ from omnitrack.model.scene import Scene
 from omnitrack.model.tracker import Tracker
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
+log = logging.getLogger("omnitrack")
 
 
 class TrainingError(OmnitrackError):
     """The optimisation diverged (a non-finite loss term or parameter)."""
-
-
-def _stderr(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
 
 
 class _StopFlag(contextlib.AbstractContextManager):
@@ -165,15 +160,15 @@ def _same_start(ck: dict, init: np.ndarray) -> bool:
     return stored is not None and tuple(stored.shape) == init.shape and np.array_equal(stored.cpu().numpy(), init)
 
 
-def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray, log,
+def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray,
            resume: dict | None = None) -> Trainer:
     """The trainer at step 0 from the initial depth ``init`` [T, dh, dw], or at the step of ``resume``
     (a training checkpoint of this video, config and initial depth)."""
     t, h, w = frames.shape[:3]
     store, mask, counts = load_masks(masks_dir, t, h, w)
-    matches = load_matches(matches_path, t, log)
+    matches = load_matches(matches_path, t)
     if cfg["chain_match_stride"] > 0:
-        matches = _with_chain_matches(matches, store, mask, cfg, log)
+        matches = _with_chain_matches(matches, store, mask, cfg)
     torch.manual_seed(cfg["seed"])
     scene = Scene(t, h, w, torch.from_numpy(init), cfg).to(device_of(cfg))
     flows = FlowSampler(store, mask, counts, cfg)
@@ -181,8 +176,8 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndar
     if matches is not None:
         match_sampler = MatchSampler(*matches, t, cfg)
         if len(match_sampler) == 0:
-            log(f"warning: {matches_path}: no frame pair has {cfg['match_min']} matches; "
-                f"fitting without the long-term match loss")
+            log.warning("%s: no frame pair has %s matches; fitting without the long-term match loss",
+                        matches_path, cfg["match_min"])
             match_sampler = None
     trainer = Trainer(scene, flows, match_sampler, cfg)
     if resume is not None:
@@ -190,27 +185,28 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndar
     return trainer
 
 
-def _with_chain_matches(matches, store, mask, cfg: dict, log):
-    """Append the chained-flow matches (track/chain.py) to the long-term matches (None: only those)."""
-    from omnitrack.track.chain import chain_matches
+def _with_chain_matches(matches, store, mask, cfg: dict):
+    """Append the chained-flow matches (flow/chaining.py) to the long-term matches (None: only those)."""
+    from omnitrack.flow.chaining import chain_matches
 
     frames, points = chain_matches(store, mask, int(cfg["chain_match_stride"]), int(cfg["chain_match_min_gap"]))
-    log(f"chained-flow matches: {len(frames)} (grid {cfg['chain_match_stride']} px, gaps >= {cfg['chain_match_min_gap']})")
+    log.info("chained-flow matches: %d (grid %s px, gaps >= %s)", len(frames), cfg["chain_match_stride"],
+             cfg["chain_match_min_gap"])
     if matches is None:
         return frames, points
     return np.concatenate([matches[0], frames]), np.concatenate([matches[1], points])
 
 
 def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path=None, depth=None,
-        checkpoint_path=None, log: Callable[[str], None] | None = None, tensorboard_dir=None) -> Tracker:
+        checkpoint_path=None, tensorboard_dir=None) -> Tracker:
     """Fit the nvp model to one video and return its :class:`Tracker`.
 
     frames_or_path: uint8 [T, H, W, 3] or a frames npz; masks_dir: the masks stage's directory;
     matches_path: matches npz or None; depth: float [T, H, W] (array, .npy or .npz 'depth') or None
     (constant start); checkpoint_path: where the final model is written (an existing up-to-date one
     is returned without refitting; an interrupted fit resumes from ``<checkpoint_path>.partial``).
+    What the fit reports (reuse, resume, fallbacks) goes to the ``omnitrack`` logger.
     """
-    log = log or _stderr
     cfg = resolve(config)
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -224,9 +220,9 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
         ck = read_checkpoint(final)
         check_identity(final, ck, frames)
         if ck.get("complete") and same_training(ck["config"], cfg) and _same_start(ck, init):
-            log(f"{final}: already fitted with this configuration; not refitting")
+            log.info("%s: already fitted with this configuration; not refitting", final)
             return Tracker.from_state({**ck, "config": cfg})
-        log(f"{final}: fitted with another configuration or initial depth; refitting")
+        log.info("%s: fitted with another configuration or initial depth; refitting", final)
 
     partial = partial_path(final) if final is not None else None
     resume = None
@@ -235,11 +231,11 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
         check_identity(partial, ck, frames)
         if same_training(ck["config"], cfg) and _same_start(ck, init):
             resume = ck
-            log(f"{partial}: resuming at step {ck['step']}")
+            log.info("%s: resuming at step %s", partial, ck["step"])
         else:
-            log(f"warning: {partial} was written with another configuration or initial depth; starting again")
-    trainer = _build(frames, cfg, masks_dir, matches_path, init, log, resume)
-    _run(trainer, cfg, ident, partial, log, tensorboard_dir)
+            log.warning("%s was written with another configuration or initial depth; starting again", partial)
+    trainer = _build(frames, cfg, masks_dir, matches_path, init, resume)
+    _run(trainer, cfg, ident, partial, tensorboard_dir)
     tracker = Tracker(trainer.scene, cfg, ident, trainer.history)
     if final is not None:
         tracker.save(final)
@@ -248,7 +244,7 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
     return tracker
 
 
-def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, log, tensorboard_dir) -> None:
+def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, tensorboard_dir) -> None:
     from tqdm import tqdm
 
     steps = int(cfg["steps"])
@@ -284,5 +280,5 @@ def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, log, te
                 save()
             if stop.set:
                 where = f"checkpoint saved to {partial}" if partial is not None else "no checkpoint path, progress lost"
-                log(f"SIGTERM received: stopped after step {trainer.step}/{steps}; {where}; rerun to resume")
+                log.warning("SIGTERM received: stopped after step %d/%d; %s; rerun to resume", trainer.step, steps, where)
                 raise SystemExit(SIGTERM_EXIT)

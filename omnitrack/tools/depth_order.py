@@ -27,7 +27,7 @@ def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach
     from omnitrack.depth.order import order_accuracy
     from omnitrack.depth.stage import compute_depth
     from omnitrack.flow.consistency import load_masks
-    from omnitrack.pipeline import load_depth_file
+    from omnitrack.depth.file import load_depth_file
     from omnitrack.tools.flow_quality import synthetic_truth
 
     frames_path = workspace / "frames" / f"{video}.npz"

@@ -24,7 +24,7 @@ import numpy as np
 def _config(configfiles: list[Path]) -> dict:
     import yaml
 
-    from omnitrack.config import merge
+    from omnitrack.workflow.config import merge
 
     config: dict = {}
     for path in [Path("config.yaml"), *configfiles]:

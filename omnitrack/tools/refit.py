@@ -48,7 +48,7 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
     import numpy as np
 
     from omnitrack.errors import InputError
-    from omnitrack.pipeline import load_depth_file
+    from omnitrack.depth.file import load_depth_file
 
     if depth_dir is not None:
         for path in (depth_dir / f"{video}.npz", depth_dir / f"{video}.npy"):
@@ -90,12 +90,13 @@ def refit_video(workspace: Path, video: str, source: Path, nvp: dict, modes: lis
     """Fit one video with ``nvp`` from ``depth`` (float [T, H, W] or None: the fit's own start) and score
     it and the run's chain predictions against its ground truth ``source`` -> a JSON-able record."""
     from omnitrack.model import fit
-    from omnitrack.pipeline import load_prediction, score
+    from omnitrack.evaluation.metrics import score
+    from omnitrack.prediction import load_prediction
     from omnitrack.queries import benchmark_queries
 
     start = time.perf_counter()
     tracker = fit(workspace / "frames" / f"{video}.npz", nvp, masks_dir=workspace / "masks" / video,
-                  matches_path=workspace / "matches" / f"{video}.npz", depth=depth, log=lambda message: None)
+                  matches_path=workspace / "matches" / f"{video}.npz", depth=depth)
     record = {"video": video, "nvp": nvp, "depth": depth_label, "fit_seconds": round(time.perf_counter() - start, 1)}
     width, height = tracker.size
     for mode in modes:

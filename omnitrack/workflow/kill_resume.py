@@ -1,6 +1,6 @@
 """Kill-and-resume harness: SIGKILL the workflow mid-job, resume it, and compare with an uninterrupted run.
 
-    python -m omnitrack.tools.kill_resume --workdir DIR [--configfile a.yaml ...] \\
+    python -m omnitrack.workflow.kill_resume --workdir DIR [--configfile a.yaml ...] \\
         [--kill-at flow,matches,optimise,summarise] [--cores 2] [--delay 0.5] [--target results/summary.csv]
 
 In ``DIR/reference`` the workflow runs uninterrupted. Then, for every kill point (a rule name), a fresh
@@ -356,7 +356,7 @@ def format_report(results: list[KillResult], ref_s: float, cores: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m omnitrack.tools.kill_resume", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m omnitrack.workflow.kill_resume", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="scratch directory for the runs (created)")
     p.add_argument("--configfile", nargs="+", default=[],
                    help="config files merged over the repository's config.yaml (default: the built-in tiny config)")

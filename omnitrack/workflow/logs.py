@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator
 
-from omnitrack.faults import fail_once
+from omnitrack.workflow.faults import fail_once
 
 
 @contextlib.contextmanager

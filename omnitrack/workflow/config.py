@@ -106,7 +106,7 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-if __name__ == "__main__":  # python -m omnitrack.config FILE...: check config files as the workflow does
+if __name__ == "__main__":  # python -m omnitrack.workflow.config FILE...: check config files as the workflow does
     import sys
 
     try:
