@@ -44,6 +44,6 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        "results/summary.csv",
-        expand("results/{dataset}/summary.csv", dataset=sorted(DATASETS)),
+        rules.summarise.output[0],
+        expand(rules.summarise_dataset.output[0], dataset=sorted(DATASETS)),
         report_targets,
