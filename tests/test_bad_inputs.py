@@ -25,8 +25,8 @@ from omnitrack.flow.store import FlowStore, FlowWriter
 from omnitrack.io import atomic_path, save_npz, write_json
 from omnitrack.prediction import save_prediction
 from omnitrack.queries import grid_queries
+from tests.shared import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 

@@ -8,7 +8,7 @@ import pytest
 from omnitrack.errors import CacheError
 from omnitrack.flow.consistency import OCCLUDED, RELIABLE, compute_masks, direct_masks, load_masks
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
-from test_flow import texture
+from tests.textures import moving_texture
 
 H = W = 64
 SQUARE = 16           # side of the square; its top-left corner is at (8 + 6 t, 24) in frame t
@@ -25,7 +25,7 @@ def square_at(t: int) -> np.ndarray:
 
 def square_scene(num_frames: int = 3):
     """Frames and exact flows of a textured square moving 6 px/frame right over a static background."""
-    bg, fg = texture(W, seed=5), texture(W, seed=6)
+    bg, fg = moving_texture(W, seed=5), moving_texture(W, seed=6)
     frames = np.stack([np.where(square_at(t)[..., None], np.roll(fg, 6 * t, axis=1), bg) for t in range(num_frames)])
     flows = {}
     for i, j in window_pairs(num_frames, 2):
@@ -95,7 +95,7 @@ def test_chaining_extends_reliable_area_of_long_pairs(tmp_path):
     """Pure translation: exact consecutive flows, corrupted direct long-range flows."""
     step = np.array([1.25, 0.5], np.float32)
     t_frames, window = 6, 5
-    frames = np.stack([texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
+    frames = np.stack([moving_texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
     flows = {}
     for i, j in window_pairs(t_frames, window):
         wrong = 10.0 if abs(i - j) >= 2 else 0.0     # long pairs: off by 10 px in both directions
@@ -122,7 +122,7 @@ def test_chaining_extends_reliable_area_of_long_pairs(tmp_path):
 def test_chaining_rgb_check_stops_at_appearance_change(tmp_path):
     """The composed flow is exact but frame 3 is a different image: chained pairs to it fail."""
     t_frames = 4
-    frames = np.stack([texture(W, seed=8)] * 3 + [np.zeros((H, W, 3), np.uint8)])
+    frames = np.stack([moving_texture(W, seed=8)] * 3 + [np.zeros((H, W, 3), np.uint8)])
     flows = {p: np.zeros((H, W, 2), np.float32) + (100.0 if abs(p[0] - p[1]) >= 2 else 0.0)
              for p in window_pairs(t_frames, 3)}
     store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"window": 3})
@@ -196,7 +196,7 @@ def test_chain_agreeing_with_the_direct_flow_keeps_the_direct_flow(tmp_path):
     what the masks stage writes."""
     step = np.array([1.0, 0.5], np.float32)
     t_frames, window = 4, 3
-    frames = np.stack([texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
+    frames = np.stack([moving_texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
     drift = np.array([0.5, 0.0], np.float32)    # each consecutive flow is 0.5 px off
     flows = {(i, j): np.broadcast_to(step * (j - i) + (drift * np.sign(j - i) if abs(i - j) == 1 else 0),
                                      (H, W, 2)).astype(np.float32) for i, j in window_pairs(t_frames, window)}

@@ -15,7 +15,7 @@ import pytest
 
 from omnitrack.data.tapvid import load_tapvid, sample_queries
 from omnitrack.evaluation.metrics import compute_tapvid_metrics
-from tests.conftest import shared_file
+from tests.shared import shared_file
 from tests.workflow_utils import make_workdir, snakemake
 
 pytestmark = pytest.mark.workflow

@@ -13,7 +13,7 @@ import torch
 from omnitrack.depth import fit_depth, infer_image, infer_video, load_depth_anything, network_size
 from omnitrack.depth.convert import align_frames
 from omnitrack.errors import InputError
-from tests.conftest import REPO, shared_file
+from tests.shared import REPO, shared_file
 
 WEIGHTS = "depth/depth_anything_v2_vits_random.pth"
 REFERENCE = "depth/depth_anything_v2_vits_random_reference.npz"
@@ -67,7 +67,7 @@ def test_reference_depth_252_through_infer_video_on_rgb_frames(reference):
     assert rel_error(depth[1], alone) <= 1e-5 and rel_error(depth[1], depth[0]) > 0.1
 
 
-@pytest.mark.slow  # two processes, each importing torch and timm: ~10-20 s on 2 busy cores
+# two processes, each importing torch and timm: ~10-20 s on 2 busy cores
 def test_reference_depth_through_the_command(reference, tmp_path):
     import cv2
 

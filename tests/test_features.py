@@ -182,7 +182,7 @@ def reference_tokens(state, image, method):
 def test_official_dinov2_keys_are_those_of_the_official_code(shared_data):
     """The DINOv2 list above against a file the official code wrote: the Depth Anything V2 reference
     file's backbone (``pretrained.*``) is the DINOv2 authors' ViT-S/14."""
-    from tests.conftest import shared_file
+    from tests.shared import shared_file
 
     state = torch.load(shared_file(shared_data, "depth/depth_anything_v2_vits_random.pth"), map_location="cpu",
                        weights_only=True)
@@ -298,7 +298,7 @@ def test_raft_encoder_descriptors_tell_the_right_point_from_a_wrong_one(shared_d
     """features method raft: RAFT's feature encoder, 8-px cells, L2-normalised; the descriptor of a
     point matches its moved position better than a point 16 px away (what the masks' check needs),
     for the large and the small checkpoint (told apart by their keys)."""
-    from tests.conftest import shared_file
+    from tests.shared import shared_file
     from omnitrack.flow.consistency import _Features
     from omnitrack.interp import pixel_centres
 

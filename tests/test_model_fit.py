@@ -18,8 +18,8 @@ from omnitrack.errors import InputError
 from omnitrack.model import Tracker, TrainingError, default_config, fit, fit_video, predict
 from omnitrack.model.checkpoint import partial_path, read_checkpoint
 from omnitrack.model.synthetic import make_video, write_inputs
+from tests.shared import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS_SMALL_OBJECT = 300
 
 

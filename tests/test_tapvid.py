@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from tests.shared import shared_file
 from omnitrack.data.tapvid import load_tapvid, sample_queries, split_tapvid
 from omnitrack.errors import InputError
 from omnitrack.io import load_npz

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from tests.shared import shared_file
 from omnitrack.data.videos import (FrameCountWarning, FrameGapWarning, frame_files, list_videos, plan_working_size,
                                    read_video, resize_frames, working_size)
 from omnitrack.errors import InputError

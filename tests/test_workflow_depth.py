@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import shared_file
+from tests.shared import shared_file
 from tests.workflow_utils import TINY, make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow

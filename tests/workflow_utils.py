@@ -10,19 +10,10 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.shared import REPO
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "report"]
 
-TINY = {
-    "datasets": {"synthetic": {"kind": "synthetic", "num_videos": 2, "num_frames": 12, "size": [96, 96],
-                               "seed": 0}},
-    "methods": ["chain", "nvp"],
-    "nvp": {"preset": "cpu", "steps": 40},
-    "query_modes": ["first", "strided"],
-    "device": "cpu",
-    "flow": {"method": "dis", "window": 4},
-    "features": {"cell": 8},
-}
+TINY = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())  # `snakemake --cores 2 --directory .test`
 
 
 def make_workdir(tmp: Path, config: dict) -> Path:
