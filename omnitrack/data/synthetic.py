@@ -29,8 +29,7 @@ Benchmark defaults (what later work is judged on; change only with a note in the
   object k is in front of objects < k and of the background.
 - motion is calibrated to TAP-Vid DAVIS: per-frame speed of visible points, 90th percentile,
   1.8–3.2% of the frame side (videos 0–7 of seed 0; DAVIS dev videos: cows 0.4%,
-  car-roundabout 2.6%, dog 2.6%, motocross-jump 8.4%). Version 1 of this set (paths of 12–40% amplitude, 0.5–1 cycle; object 0
-  fully out and back) moved 7–8% at the 90th percentile, faster than 3 of the 4 DAVIS videos.
+  car-roundabout 2.6%, dog 2.6%, motocross-jump 8.4%).
 - ``make_dataset(n, seed)`` names videos ``synth_000``, ``synth_001``, …; video i is rendered with
   the seed ``SeedSequence([seed, i])``.
 """

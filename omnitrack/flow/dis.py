@@ -1,9 +1,7 @@
 """OpenCV's DIS optical flow: a weight-free fallback when no RAFT checkpoint is at hand.
 
 Preset MEDIUM (the default): denser patches and variational refinement on more scales than
-ULTRAFAST/FAST. Measured on the TAP-Vid DAVIS 32-frame cut at 256x256 (4 videos, sweeps of gaps
-1-16 from frames 0 and 31, one thread): FAST 1.5 ms/pair, 29% of visible points within 1 px and 53%
-within 4 px; MEDIUM 9.7 ms/pair, 45% within 1 px and 62% within 4 px. Still about 100x cheaper
+ULTRAFAST/FAST, more accurate for a few ms more per pair (BENCHMARKS.md §4). Still about 100x cheaper
 than RAFT on CPU, and far less accurate on large motions; the masks discard what does not cycle.
 """
 

@@ -186,9 +186,7 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
     """RAFT's update loop for a batch of pairs (src[b] -> dst[b]), as torchvision's ``RAFT.forward``.
 
     Returns the flow [B, 2, H', W'] at the padded input resolution. No warm start (upstream starts
-    i->j from i->j-1): measured on the TAP-Vid DAVIS 32-frame cut (4 videos, gaps 1-16 from frame 0),
-    warm 8 iterations gave mean error 27.4 px / 70.1% within 4 px against 19.3 / 69.6% cold at 8 and
-    14.6 / 71.0% cold at 20 (errors of long gaps propagate along the sweep), so it does not pay.
+    i->j from i->j-1): errors of long gaps propagate along the sweep, so it does not pay (BENCHMARKS.md §4).
     """
     fmap1 = torch.cat([e.fmap for e in src])
     fmap2 = torch.cat([e.fmap for e in dst])
