@@ -15,7 +15,7 @@ import shutil
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -69,7 +69,7 @@ class Browser:
         self.timeout = timeout
         self.chromium, self.chromedriver = ensure_chromium()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
         port = _free_port()
         self.base = f"http://127.0.0.1:{port}"

@@ -27,7 +27,7 @@ def reference(shared_data):
         return path, {k: z[k] for k in z.files}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(path):
     return load_depth_anything(path, "vits", "cpu")
 

@@ -67,7 +67,6 @@ def test_order_measure_and_the_truth_depth():
 
 
 def test_none_is_constant_and_motion_is_the_former_fit_start(square):
-    from omnitrack.model.depth import map_size
     from omnitrack.model.motion_init import motion_depth
 
     video, inputs, masks, _ = square

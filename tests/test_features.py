@@ -80,7 +80,7 @@ def test_load_features_rejects_bad_files(tmp_path):
 
 # ---------------------------------------------------------------- DINO / DINOv2
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_model(method, seed=0):
     """The method's architecture with random parameters (no DINO weights exist here).
 
@@ -131,7 +131,7 @@ def official_keys(method):
     return keys
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _official_state(method, seed):
     gen = torch.Generator().manual_seed(seed)
     state = {}
@@ -165,7 +165,7 @@ def reference_tokens(state, image, method):
     heads = 6
     hd = c // heads
     for n in range(12):
-        def g(k):
+        def g(k, n=n):
             return w[f"blocks.{n}.{k}"]
         y = F.layer_norm(x, (c,), g("norm1.weight"), g("norm1.bias"), eps=1e-6)
         q, k, v = F.linear(y, g("attn.qkv.weight"), g("attn.qkv.bias")).reshape(b, -1, 3, heads, hd).permute(2, 0, 3, 1, 4)

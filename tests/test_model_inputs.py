@@ -1,7 +1,6 @@
 """Inputs, geometry and sampling of the nvp fit: validation errors, camera, bound, streamed batches."""
 
 import json
-import logging
 import tracemalloc
 from pathlib import Path
 

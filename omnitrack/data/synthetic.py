@@ -245,7 +245,7 @@ def render_scene(seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 
     video, front = _render(layers, num_frames, width, height)
     track_layer, local = _sample_tracks(rng, layers, front, num_tracks, object_fraction, width, height)
     t_idx = np.arange(num_frames)
-    tracks = np.stack([layers[l].to_image(u, t_idx) for l, u in zip(track_layer, local)]).reshape(-1, num_frames, 2)
+    tracks = np.stack([layers[k].to_image(u, t_idx) for k, u in zip(track_layer, local)]).reshape(-1, num_frames, 2)
     occluded, in_frame = _occlusion(layers, track_layer, tracks, width, height)
     return {"video": video, "tracks": tracks, "occluded": occluded, "in_frame": in_frame,
             "track_layer": track_layer, "front": front}

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from omnitrack.errors import InputError
-from omnitrack.io import save_npz, save_npz_if_changed
+from omnitrack.io import save_npz_if_changed
 
 RANGE_TOLERANCE = 0.01  # normalised units (2.56 px of the 256×256 frame)
 SHARD_GLOB = "*_of_0010.pkl"

@@ -48,7 +48,7 @@ class Tally:
     def precision(self, k: int) -> float:
         return self.within[k] / self.reliable if self.reliable else float("nan")
 
-    def __iadd__(self, other: "Tally") -> "Tally":
+    def __iadd__(self, other: Tally) -> Tally:
         self.points += other.points
         self.reliable += other.reliable
         self.within = [a + b for a, b in zip(self.within, other.within)]

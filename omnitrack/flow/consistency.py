@@ -173,7 +173,7 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
             "num_frames": t, "height": h, "width": w, "pairs": [list(p) for p in pairs], "scale": SCALE,
             "window": window, "masks": params}
     by_source: dict[int, list[int]] = {}
-    for k, (i, j) in enumerate(pairs):
+    for k, (i, _) in enumerate(pairs):
         by_source.setdefault(i, []).append(k)
 
     with atomic_path(out_dir) as tmp:

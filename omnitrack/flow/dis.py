@@ -7,7 +7,7 @@ than RAFT on CPU, and far less accurate on large motions; the masks discard what
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

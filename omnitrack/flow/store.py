@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class FlowWriter:
                      "pairs": [list(p) for p in self.pairs], "scale": SCALE, **(meta or {})}
         self._done: set[int] = set()
 
-    def __enter__(self) -> "FlowWriter":
+    def __enter__(self) -> FlowWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._tmp.mkdir()

@@ -14,10 +14,14 @@ Workflow entry points: :func:`fit_video` and :func:`predict`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from omnitrack.model.config import default_config, resolve
+
+if TYPE_CHECKING:
+    from omnitrack.model.tracker import Tracker
 
 __all__ = ["default_config", "resolve", "fit", "fit_video", "predict", "Tracker", "TrainingError"]
 

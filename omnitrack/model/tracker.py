@@ -94,7 +94,7 @@ class Tracker:
         write_checkpoint(path, {**self.state(), "complete": True})
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, frames: np.ndarray | None = None) -> "Tracker":
+    def load(cls, path: str | Path, device: str | None = None, frames: np.ndarray | None = None) -> Tracker:
         """Load a saved model (or a training checkpoint); with ``frames``, check it belongs to that video."""
         ck = read_checkpoint(path)
         if frames is not None:
@@ -102,7 +102,7 @@ class Tracker:
         return cls.from_state(ck, device)
 
     @classmethod
-    def from_state(cls, ck: dict, device: str | None = None) -> "Tracker":
+    def from_state(cls, ck: dict, device: str | None = None) -> Tracker:
         cfg = dict(ck["config"])
         if device is not None:
             cfg["device"] = device

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from omnitrack.workflow.faults import fail_once
 
