@@ -64,8 +64,13 @@ def render_synthetic(spec: dict, out_path: str | Path) -> None:
     """Generate the synthetic benchmark (TAP-Vid pickle form) from its config ``spec``."""
     from omnitrack.data.synthetic import write_dataset
 
-    write_dataset(out_path, num_videos=spec["num_videos"], seed=spec["seed"],
-                  num_frames=spec["num_frames"], size=tuple(spec["size"]))
+    write_dataset(
+        out_path,
+        num_videos=spec["num_videos"],
+        seed=spec["seed"],
+        num_frames=spec["num_frames"],
+        size=tuple(spec["size"]),
+    )
 
 
 def source_record(manifest_path: str | Path, video: str, kind: str) -> Path:
@@ -102,12 +107,21 @@ def prepare_dataset(name: str, spec: dict, input_path: str | Path, manifest_path
     from omnitrack.data.names import display_name
 
     videos = sorted(names)
-    manifest = {"dataset": name, "kind": kind, "videos": videos, "sources": sources,
-                "names": {v: display_name(n) for v, n in names.items()}, "has_gt": kind != "videos"}
+    manifest = {
+        "dataset": name,
+        "kind": kind,
+        "videos": videos,
+        "sources": sources,
+        "names": {v: display_name(n) for v, n in names.items()},
+        "has_gt": kind != "videos",
+    }
     renamed = {v: n for v, n in manifest["names"].items() if n != v}
     if renamed:
-        log.info("%s: video ids differ from their names: %s", name,
-                 ", ".join(f"{n!r} -> {v}" for v, n in sorted(renamed.items())))
+        log.info(
+            "%s: video ids differ from their names: %s",
+            name,
+            ", ".join(f"{n!r} -> {v}" for v, n in sorted(renamed.items())),
+        )
     write_json(manifest_path, manifest)
     log.info("%s: %d videos", name, len(videos))
     return manifest
@@ -140,8 +154,18 @@ def _make_frames(has_gt: bool, video: str, source, out_path, spec: dict) -> None
     if (frames.shape[2], frames.shape[1]) != (width, height):
         frames = resize_frames(frames, width, height)
     params = {k: spec[k] for k in ("size", "max_side", "max_frames") if k in spec}
-    save_frames(out_path, frames, {"video": video, "source": display_name(str(source)), "source_size": source_size,
-                                   "fps": fps, "has_gt": has_gt, "params": params})
+    save_frames(
+        out_path,
+        frames,
+        {
+            "video": video,
+            "source": display_name(str(source)),
+            "source_size": source_size,
+            "fps": fps,
+            "has_gt": has_gt,
+            "params": params,
+        },
+    )
     log.info("%s: %d frames %dx%d (source %dx%d)", video, len(frames), width, height, *source_size)
 
 
@@ -151,23 +175,23 @@ def estimate_flow(frames_path: str | Path, out_dir: str | Path, cfg: dict, devic
     frames, _ = load_frames(frames_path)
     setting = MEMORY_SETTINGS["flow"] if cfg["method"] == "raft" else RESOLUTION
     with memory_hint(frames_path, "flow", setting):
-        compute_flows(frames, out_dir, method=cfg["method"], window=cfg["window"], raft=cfg.get("raft"),
-                      device=device)
+        compute_flows(frames, out_dir, method=cfg["method"], window=cfg["window"], raft=cfg.get("raft"), device=device)
 
 
-def extract_features(frames_path: str | Path, out_path: str | Path, spec: dict, cell: int,
-                     device: str = "auto") -> None:
+def extract_features(
+    frames_path: str | Path, out_path: str | Path, spec: dict, cell: int, device: str = "auto"
+) -> None:
     from omnitrack.features.descriptors import compute_features, save_features
 
     frames, _ = load_frames(frames_path)
     with memory_hint(frames_path, "features"):
-        desc, cell_xy = compute_features(frames, spec["method"], weights=spec.get("weights"), cell=cell,
-                                         device=device)
+        desc, cell_xy = compute_features(frames, spec["method"], weights=spec.get("weights"), cell=cell, device=device)
     save_features(out_path, desc, cell_xy, spec["method"])
 
 
-def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: str | Path | None,
-                out_dir: str | Path, cfg: dict) -> None:
+def build_masks(
+    frames_path: str | Path, flow_dir: str | Path, features_path: str | Path | None, out_dir: str | Path, cfg: dict
+) -> None:
     """The masks stage; ``cfg``: the config's ``masks`` section (keyword arguments of compute_masks)."""
     from omnitrack.features.descriptors import load_features
     from omnitrack.flow.consistency import compute_masks
@@ -180,8 +204,11 @@ def build_masks(frames_path: str | Path, flow_dir: str | Path, features_path: st
     if features_path:
         desc, cell, _ = load_features(features_path)
         if len(desc) != meta["num_frames"]:
-            raise CacheError(features_path, f"holds descriptors of {len(desc)} frames, {frames_path} has "
-                                            f"{meta['num_frames']}: it was computed from other frames")
+            raise CacheError(
+                features_path,
+                f"holds descriptors of {len(desc)} frames, {frames_path} has "
+                f"{meta['num_frames']}: it was computed from other frames",
+            )
         features = {"descriptors": desc, "cell": cell}
     with memory_hint(frames_path, "masks"):
         compute_masks(frames, store, out_dir, features=features, **cfg)
@@ -194,31 +221,39 @@ def find_matches(frames_path: str | Path, features_path: str | Path, out_path: s
     meta = load_meta(frames_path)
     desc, cell, method = load_features(features_path)
     if len(desc) != meta["num_frames"]:
-        raise CacheError(features_path, f"holds descriptors of {len(desc)} frames, {frames_path} has "
-                                        f"{meta['num_frames']}: it was computed from other frames")
+        raise CacheError(
+            features_path,
+            f"holds descriptors of {len(desc)} frames, {frames_path} has "
+            f"{meta['num_frames']}: it was computed from other frames",
+        )
     with memory_hint(frames_path, "matches"):
-        frames, points, score = long_term_matches(desc, cell, (meta["width"], meta["height"]),
-                                                  **{**match_defaults(method), **cfg})
+        frames, points, score = long_term_matches(
+            desc, cell, (meta["width"], meta["height"]), **{**match_defaults(method), **cfg}
+        )
     save_matches(out_path, frames, points, score)
     log.info("%d long-term matches", len(frames))
 
 
-def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mode: str,
-                out_path, cfg: dict, grid: dict) -> None:
+def track_chain(
+    frames_path, masks_dir, matches_path, truth_path, video: str, mode: str, out_path, cfg: dict, grid: dict
+) -> None:
     """The flow-chaining baseline for one video and query mode (``truth_path``: the video's source
     record with ground truth for the benchmark modes; None for mode ``grid``)."""
     from omnitrack.features.matching import load_matches
+    from omnitrack.flow.chaining import track_queries
     from omnitrack.flow.consistency import load_masks
     from omnitrack.queries import video_queries
-    from omnitrack.flow.chaining import track_queries
 
     meta = load_meta(frames_path)
     flows, mask, _ = load_masks(masks_dir)
     check_frames_match(masks_dir, "flows of frames", (flows.num_frames, flows.height, flows.width), meta, frames_path)
     frames_ab, points, _ = load_matches(matches_path)
     if len(frames_ab) and int(frames_ab.max()) >= meta["num_frames"]:
-        raise CacheError(matches_path, f"matches frame {int(frames_ab.max())} but {frames_path} has "
-                                       f"{meta['num_frames']} frames: it was computed from other frames")
+        raise CacheError(
+            matches_path,
+            f"matches frame {int(frames_ab.max())} but {frames_path} has "
+            f"{meta['num_frames']} frames: it was computed from other frames",
+        )
     queries = video_queries(truth_path, mode, meta["num_frames"], meta["width"], meta["height"], grid)
     with memory_hint(frames_path, "track_chain"):
         tracks, occluded = track_queries(flows, mask, queries, (frames_ab, points), cfg["match_radius"])
@@ -226,8 +261,9 @@ def track_chain(frames_path, masks_dir, matches_path, truth_path, video: str, mo
     log.info("%s/%s: %d queries, %.1f%% predicted occluded", video, mode, len(queries), 100 * occluded.mean())
 
 
-def estimate_depth(frames_path, masks_dir, out_path, cfg: dict, device: str = "auto",
-                   version: int | None = None) -> np.ndarray:
+def estimate_depth(
+    frames_path, masks_dir, out_path, cfg: dict, device: str = "auto", version: int | None = None
+) -> np.ndarray:
     """The depth stage: the depth the nvp fit starts from (omnitrack.depth.stage, by ``cfg["method"]``),
     written to ``out_path`` (npz: ``depth`` float32 [T, H, W], ``meta`` a JSON string: method, settings,
     version). ``cfg``: the config's ``depth`` section; ``masks_dir`` is needed by layers and motion;
@@ -254,16 +290,27 @@ def estimate_depth(frames_path, masks_dir, out_path, cfg: dict, device: str = "a
         if masks_dir is None:
             raise InputError("depth", f"depth.method {method} needs the masks stage's output directory")
         store, mask, _ = load_masks(masks_dir)
-        check_frames_match(masks_dir, "flows of frames", (store.num_frames, store.height, store.width), meta,
-                            frames_path)
+        check_frames_match(
+            masks_dir, "flows of frames", (store.num_frames, store.height, store.width), meta, frames_path
+        )
         masks = (store, mask)
     with memory_hint(frames_path, "depth"):
         depth = compute_depth(frames, cfg, masks=masks, device=device, model=model)
-    info = {"method": method, "settings": used_settings(cfg), "version": version,
-            "units": "nvp fit depth: far scene 1.0, nearer smaller"}
+    info = {
+        "method": method,
+        "settings": used_settings(cfg),
+        "version": version,
+        "units": "nvp fit depth: far scene 1.0, nearer smaller",
+    }
     save_depth_file(out_path, depth, info)
-    log.info("%s: depth by %s, range [%.3f, %.3f], %d distinct values", meta["video"], method, depth.min(),
-             depth.max(), min(len(np.unique(depth)), 10**6))
+    log.info(
+        "%s: depth by %s, range [%.3f, %.3f], %d distinct values",
+        meta["video"],
+        method,
+        depth.min(),
+        depth.max(),
+        min(len(np.unique(depth)), 10**6),
+    )
     return depth
 
 
@@ -290,8 +337,17 @@ def optimise(frames_path, masks_dir, matches_path, out_path, loss_path, nvp: dic
         fit_video(frames_path, masks_dir, matches_path, out_path, nvp, loss_path=loss_path, depth_path=depth)
 
 
-def track_nvp(model_path, frames_path, truth_path, video: str, mode: str, out_path, grid: dict,
-              device: str = "auto", inference: dict | None = None) -> None:
+def track_nvp(
+    model_path,
+    frames_path,
+    truth_path,
+    video: str,
+    mode: str,
+    out_path,
+    grid: dict,
+    device: str = "auto",
+    inference: dict | None = None,
+) -> None:
     """Track one video's query points with its fitted nvp model (``inference``: values of the nvp keys
     only inference reads, e.g. occlusion_margin, that replace the model's)."""
     from omnitrack.model import predict
@@ -315,15 +371,25 @@ def evaluate(prediction_path, truth_path, video: str, mode: str, out_path) -> di
     truth = benchmark_queries(truth_path, mode, width, height)
     queries = truth[0]
     if pred["query_points"].shape != queries.shape or not np.allclose(pred["query_points"], queries, atol=1e-3):
-        raise InputError(prediction_path, f"was made for other query points than the {mode} queries of "
-                                          f"{video} ({pred['query_points'].shape} vs {queries.shape})",
-                         hint="rerun its track rule")
+        raise InputError(
+            prediction_path,
+            f"was made for other query points than the {mode} queries of "
+            f"{video} ({pred['query_points'].shape} vs {queries.shape})",
+            hint="rerun its track rule",
+        )
     result = score(pred["tracks"], pred["occluded"], truth, mode, width, height)
     write_json(out_path, result)
     if result["num_queries"] == 0:
-        log.warning("%s/%s: no query point in this mode (no track is visible on a query frame): metrics are null",
-                    video, mode)
+        log.warning(
+            "%s/%s: no query point in this mode (no track is visible on a query frame): metrics are null", video, mode
+        )
     else:
-        log.info("%s/%s: AJ %.3f  delta %.3f  OA %.3f", video, mode, result["average_jaccard"],
-                 result["average_pts_within_thresh"], result["occlusion_accuracy"])
+        log.info(
+            "%s/%s: AJ %.3f  delta %.3f  OA %.3f",
+            video,
+            mode,
+            result["average_jaccard"],
+            result["average_pts_within_thresh"],
+            result["occlusion_accuracy"],
+        )
     return result

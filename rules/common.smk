@@ -11,6 +11,7 @@ from omnitrack.model.config import resolve as resolve_nvp
 from omnitrack.pipeline import source_record
 from omnitrack.workflow.versions import STAGE_VERSIONS
 
+
 def selected_datasets():
     """The datasets to run: `run_datasets` if set (a --configfile can narrow config.yaml's set), else all."""
     names = config.get("run_datasets") or sorted(config["datasets"])
@@ -27,12 +28,20 @@ def check_datasets():
             check_dataset_path(spec["path"], spec.get("frame_ext"))
             spacing = config["grid"]["spacing"]
             if spacing / 2 >= spec["max_side"]:
-                raise InputError("config", f"grid.spacing {spacing} yields no query point on any video of dataset "
-                                           f"'{name}' (working frames are at most max_side = {spec['max_side']} px)",
-                                 hint=f"use a spacing below {2 * spec['max_side']}")
-        elif spec["kind"] == "tapvid" and not any(c in spec["path"] for c in "*?[") and not os.path.exists(spec["path"]):
-            raise InputError(spec["path"], f"does not exist (datasets.{name}.path)",
-                             hint="download the TAP-Vid pickle and set the path to it (README.md, Adding a TAP-Vid dataset)")
+                raise InputError(
+                    "config",
+                    f"grid.spacing {spacing} yields no query point on any video of dataset "
+                    f"'{name}' (working frames are at most max_side = {spec['max_side']} px)",
+                    hint=f"use a spacing below {2 * spec['max_side']}",
+                )
+        elif (
+            spec["kind"] == "tapvid" and not any(c in spec["path"] for c in "*?[") and not os.path.exists(spec["path"])
+        ):
+            raise InputError(
+                spec["path"],
+                f"does not exist (datasets.{name}.path)",
+                hint="download the TAP-Vid pickle and set the path to it (README.md, Adding a TAP-Vid dataset)",
+            )
 
 
 DATASETS = selected_datasets()
@@ -120,8 +129,12 @@ DEPTH_MODEL = DEPTH["method"] == "depth_anything_v2"  # the only method that run
 def depth_params(wildcards):
     """The depth section, only the keys of the chosen method (changing another method's keys reruns nothing)."""
     method = DEPTH["method"]
-    keys = {"layers": ["layers", "seed"], "motion": ["motion", "seed"], "none": [],
-            "depth_anything_v2": ["weights", "encoder", "input_size", "batch_size", "max_ratio"]}[method]
+    keys = {
+        "layers": ["layers", "seed"],
+        "motion": ["motion", "seed"],
+        "none": [],
+        "depth_anything_v2": ["weights", "encoder", "input_size", "batch_size", "max_ratio"],
+    }[method]
     return {"method": method, **{k: DEPTH[k] for k in keys}}
 
 
@@ -140,8 +153,9 @@ def track_rule(method):
 
 def prediction_of(wildcards):
     """The prediction file of {dataset}, {method}, {video}, {mode}."""
-    return fill(track_rule(wildcards.method).output[0], dataset=wildcards.dataset, video=wildcards.video,
-                mode=wildcards.mode)
+    return fill(
+        track_rule(wildcards.method).output[0], dataset=wildcards.dataset, video=wildcards.video, mode=wildcards.mode
+    )
 
 
 def stage_benchmarks(dataset, video, method, mode):
@@ -197,12 +211,16 @@ def video_source(wildcards):
     written by prepare_dataset beside the manifest only when its content changes (docs/formats.md)."""
     m = manifest(wildcards.dataset)
     if wildcards.video not in m["videos"]:
-        raise InputError(manifest_path(wildcards.dataset),
-                         f"has no video '{wildcards.video}' (its videos: {', '.join(m['videos'])})")
+        raise InputError(
+            manifest_path(wildcards.dataset), f"has no video '{wildcards.video}' (its videos: {', '.join(m['videos'])})"
+        )
     record = str(source_record(manifest_path(wildcards.dataset), wildcards.video, DATASETS[wildcards.dataset]["kind"]))
     if not os.path.exists(record):
-        raise InputError(record, "is missing (prepare_dataset writes it)",
-                         hint=f"rm {manifest_path(wildcards.dataset)} && snakemake --cores N")
+        raise InputError(
+            record,
+            "is missing (prepare_dataset writes it)",
+            hint=f"rm {manifest_path(wildcards.dataset)} && snakemake --cores N",
+        )
     return record
 
 

@@ -1,6 +1,7 @@
 # Track videos, figures and the summary page for `snakemake --report results/report.html`.
 # Outputs marked report() appear in the report with the captions in report/ (Snakemake catalog style).
 
+
 rule visualise:
     input:
         unpack(gt_input),
@@ -97,8 +98,12 @@ rule summary_page:
     input:
         summary=rules.summarise.output[0],
     output:
-        report("results/report/summary.html", caption="../report/summary_page.rst", category="1. Summary",
-               labels={"table": "mean over videos (HTML)"}),
+        report(
+            "results/report/summary.html",
+            caption="../report/summary_page.rst",
+            category="1. Summary",
+            labels={"table": "mean over videos (HTML)"},
+        ),
     log:
         "logs/summary_page.log",
     benchmark:

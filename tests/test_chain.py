@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
 from omnitrack.flow.chaining import chain_matches, track_queries
+from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
 
 T, H, W = 8, 32, 48
 VELOCITY = np.array([1.5, -0.75], np.float32)  # px per frame, x != y
@@ -72,6 +72,7 @@ def test_chain_matches_cover_long_gaps_with_exact_displacements(tmp_path):
     a, b = frames.T
     assert (a < b).all() and (b - a >= 2).all() and (b - a).max() == T - 1
     np.testing.assert_allclose(points[:, 2:] - points[:, :2], (b - a)[:, None] * VELOCITY, atol=2 / 32)
+
     # one end of every match is a query: a grid cell centre (4 + 8 k, 4 + 8 l) in the reliable half
     def query_end(p):
         return ((p - 4) % 8 == 0).all(1) & (p[:, 0] < 24)

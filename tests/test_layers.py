@@ -42,8 +42,10 @@ def imports(path: Path) -> set[str]:
 
 
 def test_every_library_module_has_a_layer():
-    units = {p.stem if p.parent.name == "omnitrack" else p.parent.relative_to(REPO / "omnitrack").parts[0]
-             for p in (REPO / "omnitrack").rglob("*.py")}
+    units = {
+        p.stem if p.parent.name == "omnitrack" else p.parent.relative_to(REPO / "omnitrack").parts[0]
+        for p in (REPO / "omnitrack").rglob("*.py")
+    }
     assert units - {"__init__"} == set(RANK)
 
 

@@ -16,9 +16,9 @@ def _check(results, ref_s, kill_at):
     print(report)
     assert [r.rule for r in results] == kill_at
     for r in results:
-        assert r.killed and r.mid_job, report            # the job was in flight: its output did not exist
+        assert r.killed and r.mid_job, report  # the job was in flight: its output did not exist
         assert r.resume_rc == 0, report
-        assert r.differences == [], report               # summaries, metrics and predictions identical
+        assert r.differences == [], report  # summaries, metrics and predictions identical
         assert "compared 2 summaries, " in " ".join(r.notes), report
     return report
 
@@ -34,8 +34,7 @@ def test_killed_stages_resume_to_identical_results(tmp_path):
 
 def test_killed_nvp_fit_resumes_from_its_checkpoint(tmp_path):
     # target the summary: the comparison covers it, and the report's plots are not needed here
-    results, ref_s = run_harness(tmp_path, kill_at=["optimise"], cores=2, timeout=600,
-                                 targets=["results/summary.csv"])
+    results, ref_s = run_harness(tmp_path, kill_at=["optimise"], cores=2, timeout=600, targets=["results/summary.csv"])
     report = _check(results, ref_s, ["optimise"])
     notes = " ".join(results[0].notes)
     assert ".pt.partial (present)" in notes, report

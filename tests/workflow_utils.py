@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from tests.shared import REPO
+
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "report"]
 
 TINY = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())  # `snakemake --cores 2 --directory .test`
@@ -34,7 +35,9 @@ def snakemake(work: Path, *args: str, check: bool = True, timeout: int = 1200) -
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 

@@ -16,11 +16,13 @@ PRESETS = ("ultrafast", "fast", "medium")
 
 def _gray(frame: np.ndarray):
     import cv2
+
     return cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
 
 
 def make_dis(preset: str = "medium"):
     import cv2
+
     if preset not in PRESETS:
         raise ValueError(f"DIS preset must be one of {PRESETS}, got {preset!r}")
     return cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
@@ -32,8 +34,9 @@ def dis_flow(frame_i: np.ndarray, frame_j: np.ndarray, dis=None) -> np.ndarray:
     return dis.calc(_gray(frame_i), _gray(frame_j), None).astype(np.float32, copy=False)
 
 
-def dis_pair_flows(frames: np.ndarray, pairs: Sequence[tuple[int, int]],
-                   preset: str = "medium") -> Iterator[tuple[int, np.ndarray]]:
+def dis_pair_flows(
+    frames: np.ndarray, pairs: Sequence[tuple[int, int]], preset: str = "medium"
+) -> Iterator[tuple[int, np.ndarray]]:
     """(k, float32 [H, W, 2]) for every pairs[k]; frames uint8 [T, H, W, 3]."""
     dis = make_dis(preset)
     gray: dict[int, np.ndarray] = {}

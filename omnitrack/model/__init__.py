@@ -39,8 +39,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dict | None,
-              loss_path=None, depth_path=None) -> Tracker:
+def fit_video(
+    frames_path, masks_dir, matches_path, checkpoint_path, config: dict | None, loss_path=None, depth_path=None
+) -> Tracker:
     """Fit one video from the pipeline's files; the model goes to ``checkpoint_path`` (atomically).
 
     An interrupted fit resumes from ``<checkpoint_path>.partial``. With ``loss_path``, the loss
@@ -50,8 +51,15 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
     from omnitrack.model.training import fit
 
     checkpoint_path = Path(checkpoint_path)
-    tracker = fit(frames_path, config, masks_dir=masks_dir, matches_path=matches_path, depth=depth_path,
-                  checkpoint_path=checkpoint_path, tensorboard_dir=checkpoint_path.with_name(checkpoint_path.name + ".tb"))
+    tracker = fit(
+        frames_path,
+        config,
+        masks_dir=masks_dir,
+        matches_path=matches_path,
+        depth=depth_path,
+        checkpoint_path=checkpoint_path,
+        tensorboard_dir=checkpoint_path.with_name(checkpoint_path.name + ".tb"),
+    )
     if loss_path is not None:
         import pandas as pd
 
@@ -64,8 +72,9 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
     return tracker
 
 
-def predict(checkpoint_path, query_points, device: str | None = None,
-            inference: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    checkpoint_path, query_points, device: str | None = None, inference: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Track ``query_points`` float [N, 3] (t, y, x) with a fitted model -> tracks [N, T, 2], occluded [N, T].
 
     ``inference``: values of keys only inference reads (config.INFERENCE_KEYS) replacing the model's.

@@ -48,13 +48,19 @@ def load_masks(masks_dir, num_frames: int, height: int, width: int):
     from omnitrack.flow.consistency import load_masks as read_masks
 
     if masks_dir is None:
-        raise InputError("masks_dir", "no masks directory was given; the nvp fit needs the masked flows",
-                         "run the masks stage first and pass its output directory")
+        raise InputError(
+            "masks_dir",
+            "no masks directory was given; the nvp fit needs the masked flows",
+            "run the masks stage first and pass its output directory",
+        )
     store, mask, counts = read_masks(masks_dir)
     got = (store.num_frames, store.height, store.width)
     if got != (num_frames, height, width):
-        raise CacheError(masks_dir, f"holds flows of a {got[0]}-frame {got[2]}x{got[1]} video, "
-                                    f"the frames are {num_frames} frames of {width}x{height}")
+        raise CacheError(
+            masks_dir,
+            f"holds flows of a {got[0]}-frame {got[2]}x{got[1]} video, "
+            f"the frames are {num_frames} frames of {width}x{height}",
+        )
     return store, mask, counts
 
 
@@ -94,8 +100,9 @@ def load_depth(depth, num_frames: int, height: int, width: int) -> np.ndarray | 
     bad = ~np.isfinite(arr)
     if bad.any():
         frames = np.unique(np.nonzero(bad)[0])
-        raise InputError(name, f"depth maps contain NaN or inf (in frames {frames[:5].tolist()})",
-                         "recompute the depth stage")
+        raise InputError(
+            name, f"depth maps contain NaN or inf (in frames {frames[:5].tolist()})", "recompute the depth stage"
+        )
     if (arr <= 0).any():
         raise InputError(name, f"depth maps contain values <= 0 (min {arr.min():.3g}); depth must be positive")
     return arr

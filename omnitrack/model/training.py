@@ -26,8 +26,8 @@ from omnitrack.model.checkpoint import check_identity, partial_path, read_checkp
 from omnitrack.model.config import device_of, resolve, same_training
 from omnitrack.model.depth import map_size, resize_nearest
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
-from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.losses import flow_losses, match_losses
+from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.scene import Scene
 from omnitrack.model.tracker import Tracker
@@ -81,21 +81,33 @@ class Trainer:
     def __init__(self, scene: Scene, flows: FlowSampler, matches: MatchSampler | None, cfg: dict):
         self.scene, self.flows, self.matches, self.cfg = scene, flows, matches, cfg
         self.device = scene.centre.device
-        self.optimizer = torch.optim.Adam([
-            {"params": list(scene.deformer.parameters()), "lr": cfg["lr_deform"]},
-            {"params": [scene.depth.maps], "lr": cfg["lr_depth"]},
-        ], fused=True)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": list(scene.deformer.parameters()), "lr": cfg["lr_deform"]},
+                {"params": [scene.depth.maps], "lr": cfg["lr_depth"]},
+            ],
+            fused=True,
+        )
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg["lr_decay_steps"], cfg["lr_decay_factor"])
         self.rng = np.random.default_rng(cfg["seed"])
         self.step = 0
         self.history: list[dict] = []  # {"step", "total", <term>...} every log_every steps
 
     def state(self, ident: dict) -> dict:
-        return {"identity": ident, "config": self.cfg, "shape": [self.scene.num_frames, self.scene.height, self.scene.width],
-                "scene": self.scene.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "complete": False,
-                "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": self.history, "error_map": self.flows.error}
+        return {
+            "identity": ident,
+            "config": self.cfg,
+            "shape": [self.scene.num_frames, self.scene.height, self.scene.width],
+            "scene": self.scene.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "complete": False,
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "error_map": self.flows.error,
+        }
 
     def restore(self, ck: dict) -> None:
         self.scene.load_state_dict(ck["scene"])
@@ -127,8 +139,9 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in terms.items()}
         if not math.isfinite(float(total.detach())):
             bad = next((k for k, v in values.items() if not math.isfinite(v)), "total")
-            raise TrainingError(f"step {self.step}: loss term '{bad}' is {values.get(bad, float(total.detach()))} "
-                                f"(terms: {values})")
+            raise TrainingError(
+                f"step {self.step}: loss term '{bad}' is {values.get(bad, float(total.detach()))} (terms: {values})"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_([self.scene.depth.maps], self.cfg["grad_clip_depth"])
@@ -160,8 +173,9 @@ def _same_start(ck: dict, init: np.ndarray) -> bool:
     return stored is not None and tuple(stored.shape) == init.shape and np.array_equal(stored.cpu().numpy(), init)
 
 
-def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray,
-           resume: dict | None = None) -> Trainer:
+def _build(
+    frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray, resume: dict | None = None
+) -> Trainer:
     """The trainer at step 0 from the initial depth ``init`` [T, dh, dw], or at the step of ``resume``
     (a training checkpoint of this video, config and initial depth)."""
     t, h, w = frames.shape[:3]
@@ -176,8 +190,11 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndar
     if matches is not None:
         match_sampler = MatchSampler(*matches, t, cfg)
         if len(match_sampler) == 0:
-            log.warning("%s: no frame pair has %s matches; fitting without the long-term match loss",
-                        matches_path, cfg["match_min"])
+            log.warning(
+                "%s: no frame pair has %s matches; fitting without the long-term match loss",
+                matches_path,
+                cfg["match_min"],
+            )
             match_sampler = None
     trainer = Trainer(scene, flows, match_sampler, cfg)
     if resume is not None:
@@ -190,15 +207,26 @@ def _with_chain_matches(matches, store, mask, cfg: dict):
     from omnitrack.flow.chaining import chain_matches
 
     frames, points = chain_matches(store, mask, int(cfg["chain_match_stride"]), int(cfg["chain_match_min_gap"]))
-    log.info("chained-flow matches: %d (grid %s px, gaps >= %s)", len(frames), cfg["chain_match_stride"],
-             cfg["chain_match_min_gap"])
+    log.info(
+        "chained-flow matches: %d (grid %s px, gaps >= %s)",
+        len(frames),
+        cfg["chain_match_stride"],
+        cfg["chain_match_min_gap"],
+    )
     if matches is None:
         return frames, points
     return np.concatenate([matches[0], frames]), np.concatenate([matches[1], points])
 
 
-def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path=None, depth=None,
-        checkpoint_path=None, tensorboard_dir=None) -> Tracker:
+def fit(
+    frames_or_path,
+    config: dict | None = None,
+    masks_dir=None,
+    matches_path=None,
+    depth=None,
+    checkpoint_path=None,
+    tensorboard_dir=None,
+) -> Tracker:
     """Fit the nvp model to one video and return its :class:`Tracker`.
 
     frames_or_path: uint8 [T, H, W, 3] or a frames npz; masks_dir: the masks stage's directory;
@@ -255,13 +283,22 @@ def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, tensorb
         if partial is None:
             return
         if not trainer.finite():
-            raise TrainingError(f"step {trainer.step}: parameters became NaN or inf (a non-finite gradient); "
-                                f"last good checkpoint: {partial} (step {last_saved})")
+            raise TrainingError(
+                f"step {trainer.step}: parameters became NaN or inf (a non-finite gradient); "
+                f"last good checkpoint: {partial} (step {last_saved})"
+            )
         write_checkpoint(partial, trainer.state(ident))
         last_saved = trainer.step
 
-    bar = tqdm(total=steps, initial=trainer.step, file=sys.stderr, disable=not cfg["progress"],
-               dynamic_ncols=True, mininterval=1.0, desc="nvp fit")
+    bar = tqdm(
+        total=steps,
+        initial=trainer.step,
+        file=sys.stderr,
+        disable=not cfg["progress"],
+        dynamic_ncols=True,
+        mininterval=1.0,
+        desc="nvp fit",
+    )
     with _StopFlag() as stop, bar, _tensorboard(tensorboard_dir if cfg["tensorboard"] else None) as tb:
         while trainer.step < steps:
             try:
@@ -280,5 +317,7 @@ def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, tensorb
                 save()
             if stop.set:
                 where = f"checkpoint saved to {partial}" if partial is not None else "no checkpoint path, progress lost"
-                log.warning("SIGTERM received: stopped after step %d/%d; %s; rerun to resume", trainer.step, steps, where)
+                log.warning(
+                    "SIGTERM received: stopped after step %d/%d; %s; rerun to resume", trainer.step, steps, where
+                )
                 raise SystemExit(SIGTERM_EXIT)

@@ -6,8 +6,8 @@ import contextlib
 import logging
 import time
 import traceback
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 from omnitrack.workflow.faults import fail_once
 
