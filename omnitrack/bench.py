@@ -29,8 +29,16 @@ import time
 def _config(args) -> dict:
     from omnitrack.model.config import resolve
 
-    return resolve({"preset": args.preset, "num_pairs": args.pairs, "num_points": args.points,
-                    "match_pairs": args.pairs, "device": args.device, "progress": False})
+    return resolve(
+        {
+            "preset": args.preset,
+            "num_pairs": args.pairs,
+            "num_points": args.points,
+            "match_pairs": args.pairs,
+            "device": args.device,
+            "progress": False,
+        }
+    )
 
 
 def _time(step, warmup: int, steps: int) -> tuple[float, float, float]:
@@ -55,8 +63,9 @@ def bench_deformer(args) -> float:
     h = w = args.size
     dh, dw = max(1, int(cfg["depth_res"] * h)), max(1, int(cfg["depth_res"] * w))
     scene = Scene(args.frames, h, w, 1 + torch.rand(args.frames, dh, dw), cfg)
-    opt = torch.optim.Adam([{"params": scene.deformer.parameters(), "lr": 3e-3},
-                            {"params": [scene.depth.maps], "lr": 5e-3}])
+    opt = torch.optim.Adam(
+        [{"params": scene.deformer.parameters(), "lr": 3e-3}, {"params": [scene.depth.maps], "lr": 5e-3}]
+    )
     g = torch.Generator().manual_seed(1)
     p, q = args.pairs, args.points
     fi = torch.randint(0, args.frames, (p,), generator=g)
@@ -74,16 +83,18 @@ def bench_deformer(args) -> float:
         opt.step()
 
     wall, cpu, best = _time(step, args.warmup, args.steps)
-    print(f"deformer: {p} pairs x {q} points, {args.frames} frames, threads={torch.get_num_threads()}: "
-          f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s")
+    print(
+        f"deformer: {p} pairs x {q} points, {args.frames} frames, threads={torch.get_num_threads()}: "
+        f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s"
+    )
     return wall
 
 
 def bench_fit(args) -> float:
     import torch
 
-    from omnitrack.model.training import _build
     from omnitrack.model.synthetic import make_video, write_inputs
+    from omnitrack.model.training import _build
 
     cfg = _config(args)
     video = make_video(args.frames, args.size, args.size)
@@ -92,9 +103,11 @@ def bench_fit(args) -> float:
         trainer = _build(inputs["frames"], cfg, inputs["masks_dir"], inputs["matches_path"], None, print)
         wall, cpu, best = _time(trainer.one_step, args.warmup, args.steps)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"fit: {args.pairs} pairs x {args.points} points (+ {cfg['match_pairs']} x {cfg['match_points']} matches), "
-          f"{args.frames} frames of {args.size}x{args.size}, threads={torch.get_num_threads()}: "
-          f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s, peak RSS {rss_mb:.0f} MB")
+    print(
+        f"fit: {args.pairs} pairs x {args.points} points (+ {cfg['match_pairs']} x {cfg['match_points']} matches), "
+        f"{args.frames} frames of {args.size}x{args.size}, threads={torch.get_num_threads()}: "
+        f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s, peak RSS {rss_mb:.0f} MB"
+    )
     return wall
 
 
@@ -107,11 +120,14 @@ def bench_depth(args) -> float:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_depth_anything(args.weights, args.encoder, device)
     frame = np.random.default_rng(0).integers(0, 256, (1, args.size, args.size, 3), dtype=np.uint8)
-    wall, cpu, best = _time(lambda: infer_video(model, frame, args.input_size, device, progress=False),
-                            args.warmup, args.steps)
-    print(f"depth: Depth Anything V2 {args.encoder}, input_size {args.input_size}, one {args.size}x{args.size} "
-          f"frame, threads={torch.get_num_threads()}: wall median {wall:.3f} s (min {best:.3f} s), "
-          f"cpu median {cpu:.3f} s")
+    wall, cpu, best = _time(
+        lambda: infer_video(model, frame, args.input_size, device, progress=False), args.warmup, args.steps
+    )
+    print(
+        f"depth: Depth Anything V2 {args.encoder}, input_size {args.input_size}, one {args.size}x{args.size} "
+        f"frame, threads={torch.get_num_threads()}: wall median {wall:.3f} s (min {best:.3f} s), "
+        f"cpu median {cpu:.3f} s"
+    )
     return wall
 
 

@@ -35,6 +35,7 @@ from omnitrack.model.timecode import TimeCode
 @dataclass
 class Prepared:
     """Per-step precomputation shared by all deformer calls of the step."""
+
     tables: list[torch.Tensor]  # L x [sum R^2, H1] plane tables folded with the first MLP layer
     time_pre: list[torch.Tensor]  # L x [T, H1] (first-layer time term + bias)
 
@@ -51,9 +52,18 @@ def _uniform(shape, fan_in: int, generator: torch.Generator) -> torch.Tensor:
 
 
 class Deformer(nn.Module):
-    def __init__(self, num_frames: int, n_layers: int = 6, feature_dim: int = 32, plane_res=(12, 96),
-                 time_dim: int = 16, time_mult=(1, 5, 13), time_frames_per_cell: int = 20,
-                 hidden=(56, 28), seed: int = 0):
+    def __init__(
+        self,
+        num_frames: int,
+        n_layers: int = 6,
+        feature_dim: int = 32,
+        plane_res=(12, 96),
+        time_dim: int = 16,
+        time_mult=(1, 5, 13),
+        time_frames_per_cell: int = 20,
+        hidden=(56, 28),
+        seed: int = 0,
+    ):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.n_layers = n_layers
@@ -73,15 +83,17 @@ class Deformer(nn.Module):
         self.w1_time = nn.Parameter(w1[:, plane_dim:].contiguous())
         self.b1 = nn.Parameter(_uniform((n_layers, dims[1]), in_dim, g))
         self.weights = nn.ParameterList(
-            nn.Parameter(_uniform((n_layers, a, b), a, g)) for a, b in zip(dims[1:-1], dims[2:]))
+            nn.Parameter(_uniform((n_layers, a, b), a, g)) for a, b in zip(dims[1:-1], dims[2:])
+        )
         self.biases = nn.ParameterList(
-            nn.Parameter(_uniform((n_layers, b), a, g)) for a, b in zip(dims[1:-1], dims[2:]))
+            nn.Parameter(_uniform((n_layers, b), a, g)) for a, b in zip(dims[1:-1], dims[2:])
+        )
 
     def prepare(self) -> Prepared:
         c = self.planes.shape[-1]
         folded, row = [], 0
         for k, r in enumerate(self.plane_res):
-            folded.append(torch.bmm(self.planes[:, row:row + r * r], self.w1_planes[:, k * c:(k + 1) * c]))
+            folded.append(torch.bmm(self.planes[:, row : row + r * r], self.w1_planes[:, k * c : (k + 1) * c]))
             row += r * r
         tables = torch.cat(folded, 1)
         code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
