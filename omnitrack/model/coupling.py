@@ -1,5 +1,8 @@
 """The monotone piecewise-linear coupling map of CaDeX++ (forward, exact inverse, analytic gradients).
 
+The per-op form of the map that the deformer's fused layer (layer.py) evaluates inside its own
+forward and backward; tests/test_model_layer.py checks the fused layer against it.
+
 A map is given per point by 6 knots ``xk`` [N, 6] (strictly increasing) and their images ``yk``
 [N, 6] (strictly increasing); between knots it interpolates linearly. The inverse is the same
 interpolation with the roles of ``xk`` and ``yk`` swapped, so one autograd function serves both.

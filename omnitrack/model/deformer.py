@@ -7,15 +7,17 @@ of the frame]. ``axes`` concatenates random permutations of (0, 1, 2), so with 6
 transformed twice.
 
 All layers' parameters are stacked along a leading layer dimension; the planes of all resolutions
-of a layer form one table [sum R^2, C] (planes.py). The MLP's first layer is linear in its inputs,
-so per optimisation step :meth:`Deformer.prepare` computes for every layer at once
-  - the plane tables folded with the first layer's plane weights: [L, sum R^2, H1] (one bmm per
-    resolution), so sampling returns that layer's plane term directly (no per-point 64 -> 56 matmul);
-  - the first layer's time term (plus bias) for every frame: [L, T, H1], instead of sampling the
-    time grids for every point of every layer as upstream does.
+of a layer are stored as one table [sum R^2, C]. The MLP's first layer is linear in its inputs, so
+per optimisation step :meth:`Deformer.prepare` computes for every layer at once one table
+[T + sum R^2, H1] of
+  - the first layer's time term (plus bias) for every frame, instead of sampling the time grids for
+    every point of every layer as upstream does;
+  - the planes folded with the first layer's plane weights (one bmm per resolution), so sampling
+    returns that layer's plane term directly (no per-point 64 -> 56 matmul).
 Points are grouped as [B, Q] with one frame per group (a frame pair of the batch, or a target frame
-at inference); the time term is broadcast over Q, so a layer costs one weighted gather of 4 corners
-per resolution plus the 56 -> 28 -> 10 rest of the MLP.
+at inference). A layer is one autograd node (layer.py): one weighted gather of the frame's time row
+and 4 corners per resolution, the 56 -> 28 -> 10 rest of the MLP, the knots and the interpolation,
+with a hand-written backward.
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from omnitrack.model import planes
-from omnitrack.model.coupling import couple
+from omnitrack.model.layer import CouplingLayer
 from omnitrack.model.timecode import TimeCode
 
 
@@ -36,8 +36,10 @@ from omnitrack.model.timecode import TimeCode
 class Prepared:
     """Per-step precomputation shared by all deformer calls of the step."""
 
-    tables: list[torch.Tensor]  # L x [sum R^2, H1] plane tables folded with the first MLP layer
-    time_pre: list[torch.Tensor]  # L x [T, H1] (first-layer time term + bias)
+    # L x [T + sum R^2, H1]: the first MLP layer's time term plus bias of each frame, then the layer's
+    # planes (all levels) folded with the first layer's plane weights
+    tables: list[torch.Tensor]
+    tail: list[tuple[torch.Tensor, ...]]  # L x (w_2, b_2, ..., w_n, b_n): the rest of each layer's MLP
 
 
 def coupling_axes(n_layers: int, generator: torch.Generator) -> list[int]:
@@ -91,22 +93,19 @@ class Deformer(nn.Module):
 
     def prepare(self) -> Prepared:
         c = self.planes.shape[-1]
-        folded, row = [], 0
-        for k, r in enumerate(self.plane_res):
-            folded.append(torch.bmm(self.planes[:, row : row + r * r], self.w1_planes[:, k * c : (k + 1) * c]))
-            row += r * r
-        tables = torch.cat(folded, 1)
         code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
-        time_pre = torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1)
+        levels = self.planes.split([r * r for r in self.plane_res], 1)  # (split: no zero-filled slice gradients)
+        w1 = self.w1_planes.split(c, 1)
+        tables = torch.cat(
+            [
+                torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1),
+                *[torch.bmm(p, w) for p, w in zip(levels, w1)],
+            ],
+            1,
+        )
+        tail = [p.unbind(0) for wb in zip(self.weights, self.biases) for p in wb]
         # unbind (not indexing) so the backward gathers all layers' gradients in one allocation
-        return Prepared(tables.unbind(0), time_pre.unbind(0))
-
-    def _params(self, k: int, u: torch.Tensor, v: torch.Tensor, frames: torch.Tensor, prep: Prepared) -> torch.Tensor:
-        """Knot parameters of layer k: u, v [B, Q] kept coordinates, frames [B] -> s [B, Q, 10]."""
-        h = planes.sample(prep.tables[k], u, v, self.plane_res) + prep.time_pre[k].index_select(0, frames).unsqueeze(1)
-        for wt, bias in zip(self.weights, self.biases):
-            h = torch.matmul(F.leaky_relu(h), wt[k]) + bias[k]
-        return torch.sigmoid(h)
+        return Prepared(tables.unbind(0), list(zip(*tail)))
 
     def _run(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None, inverse: bool):
         prep = prep if prep is not None else self.prepare()
@@ -116,8 +115,9 @@ class Deformer(nn.Module):
         for k in order:
             c = axes[k]
             a, b = [i for i in range(3) if i != c]
-            s = self._params(k, pts[a], pts[b], frames, prep)
-            pts[c] = couple(pts[c], s, inverse=inverse)
+            pts[c] = CouplingLayer.apply(
+                pts[c], pts[a], pts[b], prep.tables[k], frames, self.plane_res, inverse, *prep.tail[k]
+            )
         return pts
 
     def forward(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None = None):

@@ -1,5 +1,8 @@
 """Multi-resolution 2-D feature planes, sampled bilinearly (align_corners=True), as one autograd function.
 
+The per-op form of the sampling that the deformer's fused layer (layer.py) performs inside its own
+forward and backward; tests/test_model_layer.py checks the fused layer against it.
+
 The planes of one coupling layer at resolutions R_1, R_2, ... are stored channels-last and stacked
 row-wise into one table [sum R_k^2, C]; the deformer folds its MLP's first linear layer into the
 table, so the levels' contributions add up: sampling is one weighted gather of 4 corners per level
