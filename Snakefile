@@ -7,11 +7,11 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 sys.path.insert(0, workflow.basedir)
-from omnitrack.config import check_config, check_config_files, check_device
+from omnitrack.workflow.config import check_config, check_config_files, check_device
 
 # Config files are read strictly before use: not UTF-8, a YAML syntax error or a duplicate key is an
 # error naming the file and line (Snakemake's own reader keeps the last duplicate silently). A
-# --configfile that is not UTF-8 fails inside Snakemake before this file runs (`python -m omnitrack.config FILE`
+# --configfile that is not UTF-8 fails inside Snakemake before this file runs (`python -m omnitrack.workflow.config FILE`
 # names the byte and line).
 check_config_files(["config.yaml"] if os.path.exists("config.yaml") else [])
 
@@ -44,6 +44,6 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        "results/summary.csv",
-        expand("results/{dataset}/summary.csv", dataset=sorted(DATASETS)),
+        rules.summarise.output[0],
+        expand(rules.summarise_dataset.output[0], dataset=sorted(DATASETS)),
         report_targets,

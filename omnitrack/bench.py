@@ -33,8 +33,16 @@ import time
 def _config(args) -> dict:
     from omnitrack.model.config import resolve
 
-    return resolve({"preset": args.preset, "num_pairs": args.pairs, "num_points": args.points,
-                    "match_pairs": args.pairs, "device": args.device, "progress": False})
+    return resolve(
+        {
+            "preset": args.preset,
+            "num_pairs": args.pairs,
+            "num_points": args.points,
+            "match_pairs": args.pairs,
+            "device": args.device,
+            "progress": False,
+        }
+    )
 
 
 def _time(step, warmup: int, steps: int) -> tuple[float, float, float]:
@@ -58,7 +66,7 @@ def _time_side_by_side(steps: dict, warmup: int, n: int) -> dict[str, tuple[floa
     wall = {k: [] for k in steps}
     cpu = {k: [] for k in steps}
     for i in range(n):
-        for k, step in (steps.items() if i % 2 == 0 else reversed(steps.items())):
+        for k, step in steps.items() if i % 2 == 0 else reversed(steps.items()):
             w0, c0 = time.perf_counter(), time.process_time()
             step()
             wall[k].append(time.perf_counter() - w0)
@@ -81,10 +89,12 @@ def bench_deformer(args) -> float:
     scene = Scene(args.frames, h, w, depth_init, cfg)
     ref = UpstreamDeformer.from_deformer(scene.deformer)
     ref_depth = DepthMaps(depth_init, h, w)
-    opt = torch.optim.Adam([{"params": scene.deformer.parameters(), "lr": 3e-3},
-                            {"params": [scene.depth.maps], "lr": 5e-3}], fused=True)
-    ref_opt = torch.optim.Adam([{"params": ref.parameters(), "lr": 3e-3},
-                                {"params": [ref_depth.maps], "lr": 5e-3}], fused=True)
+    opt = torch.optim.Adam(
+        [{"params": scene.deformer.parameters(), "lr": 3e-3}, {"params": [scene.depth.maps], "lr": 5e-3}], fused=True
+    )
+    ref_opt = torch.optim.Adam(
+        [{"params": ref.parameters(), "lr": 3e-3}, {"params": [ref_depth.maps], "lr": 5e-3}], fused=True
+    )
     g = torch.Generator().manual_seed(1)
     p, q = args.pairs, args.points
     fi = torch.randint(0, args.frames, (p,), generator=g)
@@ -123,20 +133,22 @@ def bench_deformer(args) -> float:
 def bench_fit(args) -> float:
     import torch
 
-    from omnitrack.model.training import _build, _initial_depth
     from omnitrack.model.synthetic import make_video, write_inputs
+    from omnitrack.model.training import _build, _initial_depth
 
     cfg = _config(args)
     video = make_video(args.frames, args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         inputs = write_inputs(video, tmp, window=cfg["partner_window"], num_matches=32)
         init = _initial_depth(inputs["frames"], cfg, inputs["masks_dir"], None)
-        trainer = _build(inputs["frames"], cfg, inputs["masks_dir"], inputs["matches_path"], init, print)
+        trainer = _build(inputs["frames"], cfg, inputs["masks_dir"], inputs["matches_path"], init)
         wall, cpu, best = _time(trainer.one_step, args.warmup, args.steps)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"fit: {args.pairs} pairs x {args.points} points (+ {cfg['match_pairs']} x {cfg['match_points']} matches), "
-          f"{args.frames} frames of {args.size}x{args.size}, threads={torch.get_num_threads()}: "
-          f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s, peak RSS {rss_mb:.0f} MB")
+    print(
+        f"fit: {args.pairs} pairs x {args.points} points (+ {cfg['match_pairs']} x {cfg['match_points']} matches), "
+        f"{args.frames} frames of {args.size}x{args.size}, threads={torch.get_num_threads()}: "
+        f"wall median {wall:.4f} s (min {best:.4f} s), cpu median {cpu:.4f} s, peak RSS {rss_mb:.0f} MB"
+    )
     return wall
 
 
@@ -149,11 +161,14 @@ def bench_depth(args) -> float:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = load_depth_anything(args.weights, args.encoder, device)
     frame = np.random.default_rng(0).integers(0, 256, (1, args.size, args.size, 3), dtype=np.uint8)
-    wall, cpu, best = _time(lambda: infer_video(model, frame, args.input_size, device, progress=False),
-                            args.warmup, args.steps)
-    print(f"depth: Depth Anything V2 {args.encoder}, input_size {args.input_size}, one {args.size}x{args.size} "
-          f"frame, threads={torch.get_num_threads()}: wall median {wall:.3f} s (min {best:.3f} s), "
-          f"cpu median {cpu:.3f} s")
+    wall, cpu, best = _time(
+        lambda: infer_video(model, frame, args.input_size, device, progress=False), args.warmup, args.steps
+    )
+    print(
+        f"depth: Depth Anything V2 {args.encoder}, input_size {args.input_size}, one {args.size}x{args.size} "
+        f"frame, threads={torch.get_num_threads()}: wall median {wall:.3f} s (min {best:.3f} s), "
+        f"cpu median {cpu:.3f} s"
+    )
     return wall
 
 

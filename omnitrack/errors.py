@@ -45,8 +45,9 @@ class CacheError(InputError):
 
     def __init__(self, path: str | Path, problem: str):
         self.output = str(cache_output(path))
-        super().__init__(path, problem,
-                         hint=f"not used; recompute it with `rm -r {self.output} && snakemake --cores N`")
+        super().__init__(
+            path, problem, hint=f"not used; recompute it with `rm -r {self.output} && snakemake --cores N`"
+        )
 
 
 class OutOfMemory(OmnitrackError, MemoryError):
@@ -54,8 +55,10 @@ class OutOfMemory(OmnitrackError, MemoryError):
 
     def __init__(self, path: str | Path, stage: str, setting: str, cause: BaseException):
         self.path, self.stage, self.setting = str(path), stage, setting
-        super().__init__(f"{self.path}: the {stage} stage ran out of memory ({type(cause).__name__}: "
-                         f"{str(cause).strip()[:300]}); lower {setting} and rerun")
+        super().__init__(
+            f"{self.path}: the {stage} stage ran out of memory ({type(cause).__name__}: "
+            f"{str(cause).strip()[:300]}); lower {setting} and rerun"
+        )
 
 
 def run_command(main) -> None:

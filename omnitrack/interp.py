@@ -27,6 +27,7 @@ def bilinear(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:
     fy = (y - y0).astype(np.float32)
     if arr.ndim == 3:
         fx, fy = fx[:, None], fy[:, None]
+
     def at(r, c):
         return arr[r, c].astype(np.float32)
 
@@ -45,6 +46,7 @@ def nearest(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def pixel_centres(height: int, width: int) -> np.ndarray:
     """float32 [H, W, 2]: the (x, y) centre of every pixel."""
-    ys, xs = np.meshgrid(np.arange(height, dtype=np.float32) + 0.5,
-                         np.arange(width, dtype=np.float32) + 0.5, indexing="ij")
+    ys, xs = np.meshgrid(
+        np.arange(height, dtype=np.float32) + 0.5, np.arange(width, dtype=np.float32) + 0.5, indexing="ij"
+    )
     return np.stack([xs, ys], axis=-1)

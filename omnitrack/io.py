@@ -14,8 +14,8 @@ import os
 import shutil
 import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -120,8 +120,9 @@ def save_npz_if_changed(path: str | Path, **arrays) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
             if set(z.files) == set(arrays) and all(
-                    z[k].dtype == np.asarray(a).dtype and z[k].shape == np.shape(a) and np.array_equal(z[k], a)
-                    for k, a in arrays.items()):
+                z[k].dtype == np.asarray(a).dtype and z[k].shape == np.shape(a) and np.array_equal(z[k], a)
+                for k, a in arrays.items()
+            ):
                 return False
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         pass

@@ -50,8 +50,11 @@ def read_summary(path: str | Path, columns: list[str]) -> pd.DataFrame:
     df = pd.read_csv(path)
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise InputError(path, f"has no column(s) {missing} (found {list(df.columns)})",
-                         hint="plots need a benchmark dataset (with ground truth) summary")
+        raise InputError(
+            path,
+            f"has no column(s) {missing} (found {list(df.columns)})",
+            hint="plots need a benchmark dataset (with ground truth) summary",
+        )
     if df.empty:
         raise InputError(path, "has no rows")
     return df
@@ -69,8 +72,14 @@ def aj_per_video(summary_csv: str | Path, out_png: str | Path, title: str | None
     methods = sorted(df.method.unique())
     videos = list(table.index)
     width = 0.8 / len(methods)
-    fig, axes = plt.subplots(1, len(modes), figsize=(max(4.0, 0.6 * len(videos) * len(methods) + 2) * len(modes),
-                                                      3.6), squeeze=False, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(modes),
+        figsize=(max(4.0, 0.6 * len(videos) * len(methods) + 2) * len(modes), 3.6),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     x = np.arange(len(videos))
     for ax, mode in zip(axes[0], modes):
         for k, method in enumerate(methods):
@@ -122,8 +131,11 @@ def read_loss(path: str | Path) -> pd.DataFrame:
         raise InputError(path, f"is not a readable CSV ({e})") from None
     missing = [c for c in ("step", "loss") if c not in df.columns]
     if missing:
-        raise InputError(path, f"has no column(s) {missing} (found {list(df.columns)})",
-                         hint="the nvp optimisation writes columns step, loss")
+        raise InputError(
+            path,
+            f"has no column(s) {missing} (found {list(df.columns)})",
+            hint="the nvp optimisation writes columns step, loss",
+        )
     return df.sort_values("step")
 
 
@@ -143,8 +155,14 @@ def loss_curves(loss_csvs: list[str | Path], out_png: str | Path, title: str = "
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     if not curves:
         log.warning("no loss curves to plot (%d files given)", len(loss_csvs))
-        ax.text(0.5, 0.5, "no nvp loss curves: the nvp method was not run\n(or wrote no optimisation steps)",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no nvp loss curves: the nvp method was not run\n(or wrote no optimisation steps)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     else:
         for video, df in curves.items():
@@ -161,14 +179,26 @@ def loss_curves(loss_csvs: list[str | Path], out_png: str | Path, title: str = "
     return len(curves)
 
 
-TABLE_COLUMNS = {"dataset": "dataset", "method": "method", "query_mode": "query mode", "videos": "videos",
-                 "num_queries": "queries", "average_jaccard": "AJ", "average_pts_within_thresh": "δ avg",
-                 "occlusion_accuracy": "OA", "temporal_coherence": "TC", "seconds_total": "s / video", "flow": "flow",
-                 "match_features": "match features"}
-_CSS = ("body{font-family:system-ui,sans-serif;margin:1em;color:#111}"
-        "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
-        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eef}"
-        "td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}h3{margin:0.6em 0 0.3em}")
+TABLE_COLUMNS = {
+    "dataset": "dataset",
+    "method": "method",
+    "query_mode": "query mode",
+    "videos": "videos",
+    "num_queries": "queries",
+    "average_jaccard": "AJ",
+    "average_pts_within_thresh": "δ avg",
+    "occlusion_accuracy": "OA",
+    "temporal_coherence": "TC",
+    "seconds_total": "s / video",
+    "flow": "flow",
+    "match_features": "match features",
+}
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:1em;color:#111}"
+    "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
+    "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eef}"
+    "td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}h3{margin:0.6em 0 0.3em}"
+)
 
 
 def summary_table(summary_csv: str | Path, out_html: str | Path, title: str = "omnitrack summary") -> pd.DataFrame:
@@ -183,14 +213,17 @@ def summary_table(summary_csv: str | Path, out_html: str | Path, title: str = "o
     cols = [c for c in TABLE_COLUMNS if c in df.columns]
     head = df[cols].rename(columns=TABLE_COLUMNS)
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "–"}
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h2>{html.escape(title)}</h2>"
-            + f"<p id='datasets'>Datasets in this table: {html.escape(', '.join(sorted(df.dataset.astype(str).unique())))} "
-            + "(every configured dataset that has results, from this run or an earlier one)</p>"
-            + "<h3>Mean over videos</h3>" + head.to_html(table_id="summary", **fmt)
-            + f"<h3>All columns of {html.escape(Path(summary_csv).name)}</h3>"
-            + df.to_html(table_id="summary-full", **fmt)
-            + "</body></html>\n")
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h2>{html.escape(title)}</h2>"
+        + f"<p id='datasets'>Datasets in this table: {html.escape(', '.join(sorted(df.dataset.astype(str).unique())))} "
+        + "(every configured dataset that has results, from this run or an earlier one)</p>"
+        + "<h3>Mean over videos</h3>"
+        + head.to_html(table_id="summary", **fmt)
+        + f"<h3>All columns of {html.escape(Path(summary_csv).name)}</h3>"
+        + df.to_html(table_id="summary-full", **fmt)
+        + "</body></html>\n"
+    )
     with atomic_path(out_html) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return head

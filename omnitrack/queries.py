@@ -45,19 +45,26 @@ def grid_queries(num_frames: int, width: int, height: int, frame: int, spacing: 
     the key: a run must not finish with zero tracks.
     """
     if not 0 <= frame < num_frames:
-        raise InputError("config.yaml", f"grid.frame {frame} is outside the video's {num_frames} frames",
-                         hint=f"use a frame in 0..{num_frames - 1}")
+        raise InputError(
+            "config.yaml",
+            f"grid.frame {frame} is outside the video's {num_frames} frames",
+            hint=f"use a frame in 0..{num_frames - 1}",
+        )
     if spacing < 1:
         raise InputError("config.yaml", f"grid.spacing {spacing} must be at least 1")
     if spacing / 2 >= width or spacing / 2 >= height:
-        raise InputError("config.yaml", f"grid.spacing {spacing} yields no query point on the {width}x{height} "
-                                        f"working frames (the first point would be at {spacing / 2:g} px)",
-                         hint=f"use a spacing below {2 * min(width, height)} (the working resolution, not the source's)")
+        raise InputError(
+            "config.yaml",
+            f"grid.spacing {spacing} yields no query point on the {width}x{height} "
+            f"working frames (the first point would be at {spacing / 2:g} px)",
+            hint=f"use a spacing below {2 * min(width, height)} (the working resolution, not the source's)",
+        )
     return grid_points(width, height, frame, spacing)
 
 
-def video_queries(truth_path: str | Path | None, mode: str, num_frames: int, width: int, height: int,
-                  grid: dict) -> np.ndarray:
+def video_queries(
+    truth_path: str | Path | None, mode: str, num_frames: int, width: int, height: int, grid: dict
+) -> np.ndarray:
     """The query points of one video in one mode -> float32 [Q, 3] (t, y, x); ``truth_path`` is the
     video's source record with ground truth (benchmark modes; unused for ``grid``)."""
     if mode == "grid":

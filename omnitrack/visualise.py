@@ -60,8 +60,10 @@ def _check(frames, tracks, occluded, query_points, occluded_style, trail, name="
     t = frames.shape[0]
     n = len(query_points)
     if tracks.shape != (n, t, 2) or occluded.shape != (n, t):
-        raise ValueError(f"{name}: tracks {tracks.shape} / occluded {occluded.shape} do not match "
-                         f"{n} query points and {t} frames (expected [{n},{t},2] and [{n},{t}])")
+        raise ValueError(
+            f"{name}: tracks {tracks.shape} / occluded {occluded.shape} do not match "
+            f"{n} query points and {t} frames (expected [{n},{t},2] and [{n},{t}])"
+        )
     if occluded_style not in OCCLUDED_STYLES:
         raise ValueError(f"occluded_style must be one of {OCCLUDED_STYLES}, got {occluded_style!r}")
     if trail < 0:
@@ -79,8 +81,16 @@ def _to_canvas(xy: np.ndarray, scale: int) -> np.ndarray:
     return np.round((xy * scale - 0.5) * (1 << _SHIFT)).astype(np.int64)
 
 
-def draw_panel(frame: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, colours: np.ndarray, t: int,
-               scale: int, trail: int = 6, occluded_style: str = "hollow") -> np.ndarray:
+def draw_panel(
+    frame: np.ndarray,
+    tracks: np.ndarray,
+    occluded: np.ndarray,
+    colours: np.ndarray,
+    t: int,
+    scale: int,
+    trail: int = 6,
+    occluded_style: str = "hollow",
+) -> np.ndarray:
     """Draw frame ``t`` of the tracks over ``frame`` (uint8 [H,W,3]) upscaled by ``scale``.
 
     tracks [N,T,2] (x,y) px, occluded bool [N,T], colours uint8 [N,3]. -> uint8 [H·scale, W·scale, 3].
@@ -127,9 +137,18 @@ def _label(panel: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([bar, panel], axis=0)
 
 
-def compose_frame(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, colours: np.ndarray, t: int,
-                  scale: int, trail: int, occluded_style: str, gt: tuple[np.ndarray, np.ndarray] | None,
-                  label: str = "prediction") -> np.ndarray:
+def compose_frame(
+    frames: np.ndarray,
+    tracks: np.ndarray,
+    occluded: np.ndarray,
+    colours: np.ndarray,
+    t: int,
+    scale: int,
+    trail: int,
+    occluded_style: str,
+    gt: tuple[np.ndarray, np.ndarray] | None,
+    label: str = "prediction",
+) -> np.ndarray:
     """One output frame: the prediction panel, or ground truth | prediction side by side (labelled)."""
     pred = draw_panel(frames[t], tracks, occluded, colours, t, scale, trail, occluded_style)
     if gt is None:
@@ -139,10 +158,17 @@ def compose_frame(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, 
     return np.concatenate([truth, gap, _label(pred, label)], axis=1)
 
 
-def render_frames(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, query_points: np.ndarray,
-                  trail: int = 6, occluded_style: str = "hollow",
-                  gt: tuple[np.ndarray, np.ndarray] | None = None, min_side: int = 320,
-                  label: str = "prediction"):
+def render_frames(
+    frames: np.ndarray,
+    tracks: np.ndarray,
+    occluded: np.ndarray,
+    query_points: np.ndarray,
+    trail: int = 6,
+    occluded_style: str = "hollow",
+    gt: tuple[np.ndarray, np.ndarray] | None = None,
+    min_side: int = 320,
+    label: str = "prediction",
+):
     """Yield the drawn frames (uint8 [H',W',3], even sizes) of :func:`render_tracks`, one per video frame."""
     frames = np.asarray(frames)
     tracks, occluded = np.asarray(tracks, np.float32), np.asarray(occluded, bool)
@@ -169,8 +195,14 @@ def write_mp4(path: str | Path, frames, fps: float = 10.0) -> int:
             for frame in frames:
                 if writer is None:
                     writer = imageio_ffmpeg.write_frames(
-                        str(tmp), (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", quality=5,
-                        macro_block_size=2, output_params=["-movflags", "+faststart", "-f", "mp4"])
+                        str(tmp),
+                        (frame.shape[1], frame.shape[0]),
+                        fps=fps,
+                        codec="libx264",
+                        quality=5,
+                        macro_block_size=2,
+                        output_params=["-movflags", "+faststart", "-f", "mp4"],
+                    )
                     writer.send(None)
                 writer.send(np.ascontiguousarray(frame))
                 count += 1
@@ -193,8 +225,9 @@ def _shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(frame, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
-def write_preview(path: str | Path, frames: list[np.ndarray], every: int = 2, max_side: int = 320,
-                  fps: float = 10.0) -> int:
+def write_preview(
+    path: str | Path, frames: list[np.ndarray], every: int = 2, max_side: int = 320, fps: float = 10.0
+) -> int:
     """Animated png (APNG), gif or webp (by ``path``'s suffix) of every ``every``-th frame, longer side
     <= ``max_side``. Loops forever.
 
@@ -206,7 +239,7 @@ def write_preview(path: str | Path, frames: list[np.ndarray], every: int = 2, ma
     ext = path.suffix.lower()
     if ext not in PREVIEW_FORMATS:
         raise InputError(path, f"a preview must be one of {', '.join(PREVIEW_FORMATS)}, not '{path.suffix}'")
-    small = np.stack([_shrink(f, max_side) for f in frames[::max(1, every)]])
+    small = np.stack([_shrink(f, max_side) for f in frames[:: max(1, every)]])
     duration = int(round(1000 * max(1, every) / fps))
     extra = {".webp": {"quality": 80}, ".png": {"optimize": True}}.get(ext, {})
     with atomic_path(path) as tmp:
@@ -214,11 +247,22 @@ def write_preview(path: str | Path, frames: list[np.ndarray], every: int = 2, ma
     return len(small)
 
 
-def render_tracks(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, query_points: np.ndarray,
-                  out_mp4: str | Path, preview_path: str | Path | None = None, trail: int = 6,
-                  occluded_style: str = "hollow", gt: tuple[np.ndarray, np.ndarray] | None = None,
-                  fps: float = 10.0, preview_every: int = 2, preview_max_side: int = 320,
-                  min_side: int = 320, label: str = "prediction") -> dict:
+def render_tracks(
+    frames: np.ndarray,
+    tracks: np.ndarray,
+    occluded: np.ndarray,
+    query_points: np.ndarray,
+    out_mp4: str | Path,
+    preview_path: str | Path | None = None,
+    trail: int = 6,
+    occluded_style: str = "hollow",
+    gt: tuple[np.ndarray, np.ndarray] | None = None,
+    fps: float = 10.0,
+    preview_every: int = 2,
+    preview_max_side: int = 320,
+    min_side: int = 320,
+    label: str = "prediction",
+) -> dict:
     """Write the track video ``out_mp4`` and (optionally) its animated preview.
 
     frames uint8 [T,H,W,3]; tracks float [N,T,2] (x,y) px; occluded bool [N,T]; query_points [N,3] (t,y,x);
@@ -230,8 +274,9 @@ def render_tracks(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, 
     size: list[int] = []
 
     def frames_and_keep():
-        for t, drawn in enumerate(render_frames(frames, tracks, occluded, query_points, trail, occluded_style, gt,
-                                                min_side, label)):
+        for t, drawn in enumerate(
+            render_frames(frames, tracks, occluded, query_points, trail, occluded_style, gt, min_side, label)
+        ):
             size[:] = drawn.shape[1], drawn.shape[0]
             if preview_path is not None and t % every == 0:
                 kept.append(_shrink(drawn, preview_max_side))
@@ -244,10 +289,19 @@ def render_tracks(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, 
     return info
 
 
-def preview_png(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, query_points: np.ndarray,
-                out_png: str | Path, frame_index: int, trail: int = 6, occluded_style: str = "hollow",
-                gt: tuple[np.ndarray, np.ndarray] | None = None, min_side: int = 320,
-                label: str = "prediction") -> tuple[int, int]:
+def preview_png(
+    frames: np.ndarray,
+    tracks: np.ndarray,
+    occluded: np.ndarray,
+    query_points: np.ndarray,
+    out_png: str | Path,
+    frame_index: int,
+    trail: int = 6,
+    occluded_style: str = "hollow",
+    gt: tuple[np.ndarray, np.ndarray] | None = None,
+    min_side: int = 320,
+    label: str = "prediction",
+) -> tuple[int, int]:
     """Write frame ``frame_index`` of the track video as a PNG. -> (width, height)."""
     import cv2
 
@@ -259,8 +313,19 @@ def preview_png(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, qu
     sl = slice(first, frame_index + 1)
     q = np.asarray(query_points)
     sub_gt = None if gt is None else (np.asarray(gt[0])[:, sl], np.asarray(gt[1])[:, sl])
-    drawn = list(render_frames(np.asarray(frames)[sl], np.asarray(tracks)[:, sl], np.asarray(occluded)[:, sl], q,
-                               trail, occluded_style, sub_gt, min_side, label))[-1]
+    drawn = list(
+        render_frames(
+            np.asarray(frames)[sl],
+            np.asarray(tracks)[:, sl],
+            np.asarray(occluded)[:, sl],
+            q,
+            trail,
+            occluded_style,
+            sub_gt,
+            min_side,
+            label,
+        )
+    )[-1]
     ok, buf = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise RuntimeError(f"could not encode {out_png} as PNG")
@@ -269,10 +334,18 @@ def preview_png(frames: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, qu
     return drawn.shape[1], drawn.shape[0]
 
 
-def visualise_prediction(frames_path: str | Path, prediction_path: str | Path, out_mp4: str | Path,
-                         preview_path: str | Path, cfg: dict, source_path: str | Path | None = None,
-                         mode: str | None = None, label: str = "prediction",
-                         viewer_path: str | Path | None = None, depth_preview: str | Path | None = None) -> dict:
+def visualise_prediction(
+    frames_path: str | Path,
+    prediction_path: str | Path,
+    out_mp4: str | Path,
+    preview_path: str | Path,
+    cfg: dict,
+    source_path: str | Path | None = None,
+    mode: str | None = None,
+    label: str = "prediction",
+    viewer_path: str | Path | None = None,
+    depth_preview: str | Path | None = None,
+) -> dict:
     """Track video of one prediction file (docs/formats.md) over its frames file, its preview and (with
     ``viewer_path``) the HTML viewer of both.
 
@@ -281,36 +354,68 @@ def visualise_prediction(frames_path: str | Path, prediction_path: str | Path, o
     (trail, occluded, fps, preview_every, preview_max_side, min_side). -> :func:`render_tracks`' info.
     """
     from omnitrack.data.frames import load_frames
-    from omnitrack.pipeline import load_prediction
+    from omnitrack.prediction import load_prediction
     from omnitrack.queries import benchmark_queries
 
     frames, meta = load_frames(frames_path)
     pred = load_prediction(prediction_path)
     width, height = (int(v) for v in pred["size"])
     if (width, height) != (meta["width"], meta["height"]) or pred["tracks"].shape[1] != meta["num_frames"]:
-        raise InputError(prediction_path, f"is for {pred['tracks'].shape[1]} frames of {width}x{height}, but "
-                                          f"{frames_path} has {meta['num_frames']} of {meta['width']}x{meta['height']}",
-                         hint="rerun its track rule")
+        raise InputError(
+            prediction_path,
+            f"is for {pred['tracks'].shape[1]} frames of {width}x{height}, but "
+            f"{frames_path} has {meta['num_frames']} of {meta['width']}x{meta['height']}",
+            hint="rerun its track rule",
+        )
     gt = None
     if source_path is not None:
         queries, gt_tracks, gt_occluded = benchmark_queries(source_path, mode, width, height)
         if queries.shape != pred["query_points"].shape or not np.allclose(queries, pred["query_points"], atol=1e-3):
-            raise InputError(prediction_path, f"was made for other query points than the {mode} queries of "
-                                              f"{source_path}", hint="rerun its track rule")
+            raise InputError(
+                prediction_path,
+                f"was made for other query points than the {mode} queries of {source_path}",
+                hint="rerun its track rule",
+            )
         gt = (gt_tracks, gt_occluded)
-    info = render_tracks(frames, pred["tracks"], pred["occluded"], pred["query_points"], out_mp4, preview_path,
-                         trail=cfg.get("trail", 6), occluded_style=cfg.get("occluded", "hollow"), gt=gt,
-                         fps=cfg.get("fps") or meta.get("fps") or 10.0, preview_every=cfg.get("preview_every", 2),
-                         preview_max_side=cfg.get("preview_max_side", 480), min_side=cfg.get("min_side", 320),
-                         label=label)
-    log.info("%s: %d tracks, %d frames -> %s (%dx%d), preview %d frames", prediction_path, len(pred["tracks"]),
-             info["frames"], out_mp4, info["width"], info["height"], info["preview_frames"])
+    info = render_tracks(
+        frames,
+        pred["tracks"],
+        pred["occluded"],
+        pred["query_points"],
+        out_mp4,
+        preview_path,
+        trail=cfg.get("trail", 6),
+        occluded_style=cfg.get("occluded", "hollow"),
+        gt=gt,
+        fps=cfg.get("fps") or meta.get("fps") or 10.0,
+        preview_every=cfg.get("preview_every", 2),
+        preview_max_side=cfg.get("preview_max_side", 480),
+        min_side=cfg.get("min_side", 320),
+        label=label,
+    )
+    log.info(
+        "%s: %d tracks, %d frames -> %s (%dx%d), preview %d frames",
+        prediction_path,
+        len(pred["tracks"]),
+        info["frames"],
+        out_mp4,
+        info["width"],
+        info["height"],
+        info["preview_frames"],
+    )
     if viewer_path is not None:
         shown = "ground truth | prediction" if gt is not None else "prediction"
-        viewer_html(viewer_path, preview_path, out_mp4, f"{meta['video']}: {label}",
-                    f"{shown}; {len(pred['query_points'])} tracks, {info['frames']} frames"
-                    + (f", query mode {mode}" if mode else "") + "; occluded points: " + cfg.get("occluded", "hollow"),
-                    depth_preview=depth_preview)
+        viewer_html(
+            viewer_path,
+            preview_path,
+            out_mp4,
+            f"{meta['video']}: {label}",
+            f"{shown}; {len(pred['query_points'])} tracks, {info['frames']} frames"
+            + (f", query mode {mode}" if mode else "")
+            + "; occluded points: "
+            + cfg.get("occluded", "hollow"),
+            depth_preview=depth_preview,
+        )
     return info
 
 
@@ -341,36 +446,37 @@ def render_depth_frames(frames: np.ndarray, depth: np.ndarray, min_side: int = 3
     for t in range(len(frames)):
         big = (w * scale, h * scale)
         left = _label(cv2.resize(frames[t], big, interpolation=cv2.INTER_NEAREST), f"frame {t}")
-        right = _label(cv2.resize(depth_colours(depth[t], lo, hi), big, interpolation=cv2.INTER_NEAREST),
-                       f"{label}: red {lo:.2f} (near) .. blue {hi:.2f}")
+        right = _label(
+            cv2.resize(depth_colours(depth[t], lo, hi), big, interpolation=cv2.INTER_NEAREST),
+            f"{label}: red {lo:.2f} (near) .. blue {hi:.2f}",
+        )
         gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
         out = np.concatenate([left, gap, right], axis=1)
         yield np.pad(out, ((0, out.shape[0] % 2), (0, out.shape[1] % 2), (0, 0)))
 
 
-def visualise_depth(frames_path: str | Path, depth_path: str | Path, out_mp4: str | Path, preview_path: str | Path,
-                    cfg: dict) -> dict:
+def visualise_depth(
+    frames_path: str | Path, depth_path: str | Path, out_mp4: str | Path, preview_path: str | Path, cfg: dict
+) -> dict:
     """The depth video of one video (frame | depth in turbo colours) and its animated preview.
 
     cfg: the ``visualise`` config (fps, preview_every, preview_max_side, min_side). -> {"frames", "width", "height"}.
     """
-    from omnitrack.data.frames import load_frames
-    from omnitrack.errors import CacheError
-    from omnitrack.pipeline import load_depth_file
+    from omnitrack.data.frames import check_frames_match, load_frames
+    from omnitrack.depth.file import load_depth_file
 
     frames, meta = load_frames(frames_path)
     depth, info = load_depth_file(depth_path)
-    if depth.shape != frames.shape[:3]:
-        raise CacheError(depth_path, f"depth maps {depth.shape} (T, H, W) do not match {frames_path} "
-                                     f"{frames.shape[:3]}: it was computed from other frames")
+    check_frames_match(depth_path, "depth maps", depth.shape, meta, frames_path)
     every = max(1, cfg.get("preview_every", 2))
     kept: list[np.ndarray] = []
     size: list[int] = []
     max_side = cfg.get("preview_max_side", 480)
 
     def frames_and_keep():
-        for t, drawn in enumerate(render_depth_frames(frames, depth, cfg.get("min_side", 320),
-                                                      f"depth ({info.get('method', '?')})")):
+        for t, drawn in enumerate(
+            render_depth_frames(frames, depth, cfg.get("min_side", 320), f"depth ({info.get('method', '?')})")
+        ):
             size[:] = drawn.shape[1], drawn.shape[0]
             if t % every == 0:
                 kept.append(_shrink(drawn, max_side))
@@ -379,7 +485,9 @@ def visualise_depth(frames_path: str | Path, depth_path: str | Path, out_mp4: st
     fps = cfg.get("fps") or meta.get("fps") or 10.0
     count = write_mp4(out_mp4, frames_and_keep(), fps)
     write_preview(preview_path, kept, 1, max_side, fps / every)
-    log.info("%s: depth by %s -> %s (%dx%d, %d frames)", depth_path, info.get("method"), out_mp4, size[0], size[1], count)
+    log.info(
+        "%s: depth by %s -> %s (%dx%d, %d frames)", depth_path, info.get("method"), out_mp4, size[0], size[1], count
+    )
     return {"frames": count, "width": size[0], "height": size[1]}
 
 
@@ -390,8 +498,14 @@ def _data_uri(path: str | Path) -> str:
     return f"data:{_MIME[path.suffix.lower()]};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def viewer_html(out_html: str | Path, preview_path: str | Path, mp4_path: str | Path | None, title: str,
-                note: str = "", depth_preview: str | Path | None = None) -> None:
+def viewer_html(
+    out_html: str | Path,
+    preview_path: str | Path,
+    mp4_path: str | Path | None,
+    title: str,
+    note: str = "",
+    depth_preview: str | Path | None = None,
+) -> None:
     """A self-contained HTML page: the animated preview (``img#preview``), then the full mp4 (``video#video``),
     and with ``depth_preview`` the depth video's preview (``img#depth``: the nvp fit's depth start) beside it.
 
@@ -401,17 +515,23 @@ def viewer_html(out_html: str | Path, preview_path: str | Path, mp4_path: str | 
 
     depth = ""
     if depth_preview is not None:
-        depth = ("<p>Depth start of the nvp fit (frame | depth; red near, blue far; "
-                 "results/&lt;dataset&gt;/visualise/depth/):</p>"
-                 f"<img id='depth' alt='depth preview' src='{_data_uri(depth_preview)}'>")
+        depth = (
+            "<p>Depth start of the nvp fit (frame | depth; red near, blue far; "
+            "results/&lt;dataset&gt;/visualise/depth/):</p>"
+            f"<img id='depth' alt='depth preview' src='{_data_uri(depth_preview)}'>"
+        )
     video = ""
     if mp4_path is not None:
-        video = (f"<p>Full resolution ({html.escape(Path(mp4_path).name)}):</p>"
-                 f"<video id='video' controls loop muted playsinline src='{_data_uri(mp4_path)}'></video>")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:1em;color:#111}img,video{max-width:100%;"
-            "image-rendering:auto;border:1px solid #ccc}</style></head><body>"
-            f"<h3>{html.escape(title)}</h3><p>{html.escape(note)}</p>"
-            f"<img id='preview' alt='track preview' src='{_data_uri(preview_path)}'>{depth}{video}</body></html>\n")
+        video = (
+            f"<p>Full resolution ({html.escape(Path(mp4_path).name)}):</p>"
+            f"<video id='video' controls loop muted playsinline src='{_data_uri(mp4_path)}'></video>"
+        )
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:1em;color:#111}img,video{max-width:100%;"
+        "image-rendering:auto;border:1px solid #ccc}</style></head><body>"
+        f"<h3>{html.escape(title)}</h3><p>{html.escape(note)}</p>"
+        f"<img id='preview' alt='track preview' src='{_data_uri(preview_path)}'>{depth}{video}</body></html>\n"
+    )
     with atomic_path(out_html) as tmp:
         tmp.write_text(page, encoding="utf-8")

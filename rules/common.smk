@@ -1,4 +1,6 @@
-# Helpers shared by rules/*.smk: dataset manifests, input functions, per-stage params and resources.
+# Helpers shared by rules/*.smk: dataset manifests, every input function, per-stage params and resources.
+# Paths are written once, where they are made; functions here refer to `rules.<name>.output`
+# and `rules.<name>.benchmark` (evaluated when the DAG is built, after every rule is defined).
 # Cheap at parse time: nothing here imports torch or reads video data.
 import json
 import os
@@ -6,7 +8,9 @@ from omnitrack.data.videos import check_dataset_path, source_stamp
 from omnitrack.errors import InputError
 from omnitrack.model.config import INFERENCE_KEYS as NVP_INFERENCE_KEYS
 from omnitrack.model.config import resolve as resolve_nvp
-from omnitrack.versions import STAGE_VERSIONS
+from omnitrack.pipeline import source_record
+from omnitrack.workflow.versions import STAGE_VERSIONS
+
 
 def selected_datasets():
     """The datasets to run: `run_datasets` if set (a --configfile can narrow config.yaml's set), else all."""
@@ -24,12 +28,20 @@ def check_datasets():
             check_dataset_path(spec["path"], spec.get("frame_ext"))
             spacing = config["grid"]["spacing"]
             if spacing / 2 >= spec["max_side"]:
-                raise InputError("config", f"grid.spacing {spacing} yields no query point on any video of dataset "
-                                           f"'{name}' (working frames are at most max_side = {spec['max_side']} px)",
-                                 hint=f"use a spacing below {2 * spec['max_side']}")
-        elif spec["kind"] == "tapvid" and not any(c in spec["path"] for c in "*?[") and not os.path.exists(spec["path"]):
-            raise InputError(spec["path"], f"does not exist (datasets.{name}.path)",
-                             hint="download the TAP-Vid pickle and set the path to it (README.md, Adding a TAP-Vid dataset)")
+                raise InputError(
+                    "config",
+                    f"grid.spacing {spacing} yields no query point on any video of dataset "
+                    f"'{name}' (working frames are at most max_side = {spec['max_side']} px)",
+                    hint=f"use a spacing below {2 * spec['max_side']}",
+                )
+        elif (
+            spec["kind"] == "tapvid" and not any(c in spec["path"] for c in "*?[") and not os.path.exists(spec["path"])
+        ):
+            raise InputError(
+                spec["path"],
+                f"does not exist (datasets.{name}.path)",
+                hint="download the TAP-Vid pickle and set the path to it (README.md, Adding a TAP-Vid dataset)",
+            )
 
 
 DATASETS = selected_datasets()
@@ -54,6 +66,15 @@ wildcard_constraints:
 
 def version(stage):
     return STAGE_VERSIONS[stage]
+
+
+def fill(pattern, **wildcards):
+    """A rule's output or benchmark ``pattern`` with the given wildcards filled in (the others stay)."""
+    return expand(pattern, **wildcards, allow_missing=True)[0]
+
+
+def dataset_spec(wildcards):
+    return DATASETS[wildcards.dataset]
 
 
 def manifest(dataset):
@@ -82,18 +103,23 @@ def runtime_for(base, per_input_mb):
     return lambda wildcards, input, attempt: int((base + per_input_mb * input.size_mb) * attempt)
 
 
-def feature_spec(purpose):
+def feature_spec(wildcards):
     """The features.<purpose> section; the raft method without weights takes the flow's RAFT checkpoint."""
-    spec = dict(config["features"][purpose])
+    spec = dict(config["features"][wildcards.purpose])
     if spec["method"] == "raft" and spec.get("weights") is None:
         spec["weights"] = config["flow"]["raft"]["weights"]
     return spec
 
 
+def features_gpu(wildcards):
+    """The learned descriptors run on a GPU."""
+    return int(config["features"][wildcards.purpose]["method"] in ("dino", "dinov2"))
+
+
 def filter_features(wildcards):
     if config["features"]["filter"]["method"] == "none":
         return []
-    return f"results/{wildcards.dataset}/features/{wildcards.video}.filter.npz"
+    return fill(rules.features.output[0], dataset=wildcards.dataset, video=wildcards.video, purpose="filter")
 
 
 DEPTH = config["depth"]
@@ -103,36 +129,52 @@ DEPTH_MODEL = DEPTH["method"] == "depth_anything_v2"  # the only method that run
 def depth_params(wildcards):
     """The depth section, only the keys of the chosen method (changing another method's keys reruns nothing)."""
     method = DEPTH["method"]
-    keys = {"layers": ["layers", "seed"], "motion": ["motion", "seed"], "none": [],
-            "depth_anything_v2": ["weights", "encoder", "input_size", "batch_size", "max_ratio"]}[method]
+    keys = {
+        "layers": ["layers", "seed"],
+        "motion": ["motion", "seed"],
+        "none": [],
+        "depth_anything_v2": ["weights", "encoder", "input_size", "batch_size", "max_ratio"],
+    }[method]
     return {"method": method, **{k: DEPTH[k] for k in keys}}
 
 
 def depth_input(wildcards):
     """Frames, plus the masks directory for the methods that read flows (layers, motion)."""
-    files = {"frames": f"results/{wildcards.dataset}/frames/{wildcards.video}.npz"}
+    files = {"frames": fill(rules.frames.output[0], dataset=wildcards.dataset, video=wildcards.video)}
     if DEPTH["method"] in ("layers", "motion"):
-        files["masks"] = f"results/{wildcards.dataset}/masks/{wildcards.video}"
+        files["masks"] = fill(rules.masks.output[0], dataset=wildcards.dataset, video=wildcards.video)
     return files
+
+
+def track_rule(method):
+    """The rule that writes ``method``'s predictions (track_chain, track_nvp)."""
+    return getattr(rules, f"track_{method}")
+
+
+def prediction_of(wildcards):
+    """The prediction file of {dataset}, {method}, {video}, {mode}."""
+    return fill(
+        track_rule(wildcards.method).output[0], dataset=wildcards.dataset, video=wildcards.video, mode=wildcards.mode
+    )
 
 
 def stage_benchmarks(dataset, video, method, mode):
-    """Benchmark files of every stage that produced one video's prediction, by stage name."""
-    b = f"benchmarks/{dataset}"
-    files = {
-        "frames": f"{b}/frames/{video}.tsv",
-        "flow": f"{b}/flow/{video}.tsv",
-        "masks": f"{b}/masks/{video}.tsv",
-        "features": f"{b}/features/{video}.match.tsv",
-        "matches": f"{b}/matches/{video}.tsv",
+    """The rules' own benchmark files of every stage that produced one video's prediction, by the name of
+    its summary column (seconds_<name>): the rule's name, the features rule by purpose."""
+    stages = {
+        "frames": (rules.frames, {}),
+        "flow": (rules.flow, {}),
+        "masks": (rules.masks, {}),
+        "features": (rules.features, {"purpose": "match"}),
+        "matches": (rules.matches, {}),
     }
     if config["features"]["filter"]["method"] != "none":
-        files["features_filter"] = f"{b}/features/{video}.filter.tsv"
+        stages["features_filter"] = (rules.features, {"purpose": "filter"})
     if method == "nvp":
-        files["depth"] = f"{b}/depth/{video}.tsv"
-        files["optimise"] = f"{b}/optimise/{video}.tsv"
-    files[f"track_{method}"] = f"{b}/track_{method}/{video}.{mode}.tsv"
-    return files
+        stages["depth"] = (rules.depth, {})
+        stages["optimise"] = (rules.optimise, {})
+    stages[f"track_{method}"] = (track_rule(method), {"mode": mode})
+    return {name: fill(rule.benchmark, dataset=dataset, video=video, **extra) for name, (rule, extra) in stages.items()}
 
 
 def summary_settings(wildcards):
@@ -150,7 +192,7 @@ def summary_settings(wildcards):
 def prepare_input(wildcards):
     spec = DATASETS[wildcards.dataset]
     if spec["kind"] == "synthetic":
-        return f"results/{wildcards.dataset}/synthetic.pkl"
+        return fill(rules.render_synthetic.output[0], dataset=wildcards.dataset)
     return spec["path"]
 
 
@@ -160,22 +202,25 @@ def prepare_params(wildcards):
     return {k: v for k, v in spec.items() if k in ("kind", "path", "videos", "frame_ext")}
 
 
-def source_record(dataset, video):
-    """A video's source record, written by prepare_dataset only when its content changes (docs/formats.md)."""
-    ext = "json" if DATASETS[dataset]["kind"] == "videos" else "npz"
-    return f"results/{dataset}/source/{video}.{ext}"
+def manifest_path(dataset):
+    return fill(rules.prepare_dataset.output.manifest, dataset=dataset)
 
 
 def video_source(wildcards):
-    """The per-video input of the frames stage: its source record (after the checkpoint listed it)."""
+    """The per-video input of the frames stage: its source record (after the checkpoint listed it),
+    written by prepare_dataset beside the manifest only when its content changes (docs/formats.md)."""
     m = manifest(wildcards.dataset)
     if wildcards.video not in m["videos"]:
-        raise InputError(f"results/{wildcards.dataset}/manifest.json",
-                         f"has no video '{wildcards.video}' (its videos: {', '.join(m['videos'])})")
-    record = source_record(wildcards.dataset, wildcards.video)
+        raise InputError(
+            manifest_path(wildcards.dataset), f"has no video '{wildcards.video}' (its videos: {', '.join(m['videos'])})"
+        )
+    record = str(source_record(manifest_path(wildcards.dataset), wildcards.video, DATASETS[wildcards.dataset]["kind"]))
     if not os.path.exists(record):
-        raise InputError(record, "is missing (prepare_dataset writes it)",
-                         hint=f"rm results/{wildcards.dataset}/manifest.json && snakemake --cores N")
+        raise InputError(
+            record,
+            "is missing (prepare_dataset writes it)",
+            hint=f"rm {manifest_path(wildcards.dataset)} && snakemake --cores N",
+        )
     return record
 
 
@@ -217,8 +262,12 @@ def dataset_rows(wildcards):
                         "name": names.get(video, video),
                         "method": method,
                         "mode": mode,
-                        "prediction": f"results/{ds}/predictions/{method}/{video}.{mode}.npz",
-                        "metrics": f"results/{ds}/metrics/{method}/{video}.{mode}.json" if has_gt else None,
+                        "prediction": fill(track_rule(method).output[0], dataset=ds, video=video, mode=mode),
+                        "metrics": (
+                            fill(rules.evaluate.output[0], dataset=ds, method=method, video=video, mode=mode)
+                            if has_gt
+                            else None
+                        ),
                         "benchmarks": stage_benchmarks(ds, video, method, mode),
                     }
                 )
@@ -238,7 +287,7 @@ def dataset_summary_input(wildcards):
 def video_labels(wildcards):
     """Report labels of a track video: its original name beside the id when they differ (``clip.v2 (clip_v2)``)."""
     try:
-        with open(f"results/{wildcards.dataset}/manifest.json") as f:
+        with open(manifest_path(wildcards.dataset)) as f:
             name = json.load(f).get("names", {}).get(wildcards.video, wildcards.video)
     except (OSError, ValueError):
         name = wildcards.video
@@ -250,7 +299,11 @@ def summary_datasets():
     """The datasets results/summary.csv gathers: those of this run, and every other configured dataset
     whose results/<dataset>/summary.csv an earlier run left (with run_datasets, or results/<dataset>/...
     targets). A dataset removed from the config is not gathered."""
-    earlier = [d for d in sorted(config["datasets"]) if d not in DATASETS and os.path.exists(f"results/{d}/summary.csv")]
+    earlier = [
+        d
+        for d in sorted(config["datasets"])
+        if d not in DATASETS and os.path.exists(fill(rules.summarise_dataset.output[0], dataset=d))
+    ]
     return sorted(DATASETS) + earlier
 
 
@@ -273,7 +326,12 @@ def depth_video(wildcards):
     """The depth video shown beside a track video (only where nvp runs, the depth stage's only user)."""
     if "nvp" not in config["methods"]:
         return []
-    return f"results/{wildcards.dataset}/visualise/depth/{wildcards.video}.webp"
+    return fill(rules.visualise_depth.output.preview, dataset=wildcards.dataset, video=wildcards.video)
+
+
+def loss_csvs(wildcards):
+    """The nvp loss histories of every video of {dataset}."""
+    return [fill(rules.optimise.output.loss, dataset=wildcards.dataset, video=v) for v in videos_of(wildcards.dataset)]
 
 
 def visualised_modes(dataset):
@@ -285,16 +343,18 @@ def report_targets(wildcards):
     """Everything the report shows: the summary page, plots per benchmark dataset, and track videos of the
     first ``visualise.max_videos`` videos of every dataset (per method and visualised query mode), with the
     depth video of each such video where nvp runs."""
-    targets = ["results/report/summary.html"]
+    targets = [rules.summary_page.output[0]]
     for ds in sorted(DATASETS):
         if DATASETS[ds]["kind"] in GT_KINDS:
-            targets += [f"results/{ds}/plots/aj_per_video.png", f"results/{ds}/plots/delta_curves.png"]
+            targets += [fill(rules.plots.output.aj, dataset=ds), fill(rules.plots.output.delta, dataset=ds)]
         if "nvp" in config["methods"]:
-            targets.append(f"results/{ds}/plots/nvp_loss.png")
+            targets.append(fill(rules.plot_loss.output[0], dataset=ds))
         for video in videos_of(ds)[: VISUALISE["max_videos"]]:
             if "nvp" in config["methods"]:
-                targets.append(f"results/{ds}/visualise/depth/{video}.mp4")
+                targets.append(fill(rules.visualise_depth.output.mp4, dataset=ds, video=video))
             for method in config["methods"]:
                 for mode in visualised_modes(ds):
-                    targets.append(f"results/{ds}/visualise/{method}/{video}.{mode}.html")
+                    targets.append(
+                        fill(rules.visualise.output.viewer, dataset=ds, method=method, video=video, mode=mode)
+                    )
     return targets

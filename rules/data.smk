@@ -9,7 +9,7 @@ rule render_synthetic:
     output:
         "results/{dataset}/synthetic.pkl",
     params:
-        spec=lambda wc: DATASETS[wc.dataset],
+        spec=dataset_spec,
         version=version("synthetic"),
     log:
         "logs/{dataset}/render_synthetic.log",

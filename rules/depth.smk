@@ -31,8 +31,8 @@ rule depth:
 
 rule visualise_depth:
     input:
-        frames="results/{dataset}/frames/{video}.npz",
-        depth="results/{dataset}/depth/{video}.npz",
+        frames=rules.frames.output[0],
+        depth=rules.depth.output[0],
     output:
         mp4="results/{dataset}/visualise/depth/{video}.mp4",
         preview="results/{dataset}/visualise/depth/{video}.webp",

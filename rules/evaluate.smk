@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        prediction="results/{dataset}/predictions/{method}/{video}.{mode}.npz",
+        prediction=prediction_of,
         truth=video_source,
     output:
         "results/{dataset}/metrics/{method}/{video}.{mode}.json",
@@ -55,7 +55,7 @@ rule summarise_dataset:
 
 rule summarise:
     input:
-        expand("results/{dataset}/summary.csv", dataset=summary_datasets()),
+        expand(rules.summarise_dataset.output[0], dataset=summary_datasets()),
     output:
         report(
             "results/summary.csv",

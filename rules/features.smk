@@ -5,11 +5,11 @@ rule features:
     group:
         "video"
     input:
-        "results/{dataset}/frames/{video}.npz",
+        frames=rules.frames.output[0],
     output:
         "results/{dataset}/features/{video}.{purpose}.npz",
     params:
-        spec=lambda wc: feature_spec(wc.purpose),
+        spec=feature_spec,
         cell=config["features"]["cell"],
         device=config["device"],
         version=version("features"),
@@ -19,7 +19,7 @@ rule features:
         "benchmarks/{dataset}/features/{video}.{purpose}.tsv"
     threads: 2
     resources:
-        gpu=lambda wc: int(config["features"][wc.purpose]["method"] in ("dino", "dinov2")),
+        gpu=features_gpu,
         mem_mb=mem_for(2000, 4),
         runtime=runtime_for(20, 1),
     conda:
@@ -32,8 +32,8 @@ rule matches:
     group:
         "video"
     input:
-        frames="results/{dataset}/frames/{video}.npz",
-        features="results/{dataset}/features/{video}.match.npz",
+        frames=rules.frames.output[0],
+        features=fill(rules.features.output[0], purpose="match"),
     output:
         "results/{dataset}/matches/{video}.npz",
     params:

@@ -5,7 +5,7 @@ rule flow:
     group:
         "video"
     input:
-        "results/{dataset}/frames/{video}.npz",
+        frames=rules.frames.output[0],
     output:
         directory("results/{dataset}/flow/{video}"),
     params:
@@ -31,8 +31,8 @@ rule masks:
     group:
         "video"
     input:
-        frames="results/{dataset}/frames/{video}.npz",
-        flow="results/{dataset}/flow/{video}",
+        frames=rules.frames.output[0],
+        flow=rules.flow.output[0],
         features=filter_features,
     output:
         directory("results/{dataset}/masks/{video}"),

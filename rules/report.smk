@@ -1,11 +1,12 @@
 # Track videos, figures and the summary page for `snakemake --report results/report.html`.
 # Outputs marked report() appear in the report with the captions in report/ (Snakemake catalog style).
 
+
 rule visualise:
     input:
         unpack(gt_input),
-        frames="results/{dataset}/frames/{video}.npz",
-        prediction="results/{dataset}/predictions/{method}/{video}.{mode}.npz",
+        frames=rules.frames.output[0],
+        prediction=prediction_of,
         depth=depth_video,
     output:
         mp4="results/{dataset}/visualise/{method}/{video}.{mode}.mp4",
@@ -36,7 +37,7 @@ rule visualise:
 
 rule plots:
     input:
-        "results/{dataset}/summary.csv",
+        summary=rules.summarise_dataset.output[0],
     output:
         aj=report(
             "results/{dataset}/plots/aj_per_video.png",
@@ -69,7 +70,7 @@ rule plots:
 
 rule plot_loss:
     input:
-        lambda wc: [f"results/{wc.dataset}/models/{v}.loss.csv" for v in videos_of(wc.dataset)],
+        loss_csvs,
     output:
         report(
             "results/{dataset}/plots/nvp_loss.png",
@@ -90,15 +91,19 @@ rule plot_loss:
     conda:
         "../envs/omnitrack.yaml"
     script:
-        "../workflow_scripts/plots.py"
+        "../workflow_scripts/plot_loss.py"
 
 
 rule summary_page:
     input:
-        "results/summary.csv",
+        summary=rules.summarise.output[0],
     output:
-        report("results/report/summary.html", caption="../report/summary_page.rst", category="1. Summary",
-               labels={"table": "mean over videos (HTML)"}),
+        report(
+            "results/report/summary.html",
+            caption="../report/summary_page.rst",
+            category="1. Summary",
+            labels={"table": "mean over videos (HTML)"},
+        ),
     log:
         "logs/summary_page.log",
     benchmark:
@@ -111,7 +116,7 @@ rule summary_page:
     conda:
         "../envs/omnitrack.yaml"
     script:
-        "../workflow_scripts/plots.py"
+        "../workflow_scripts/summary_page.py"
 
 
 rule report_assets:

@@ -1,5 +1,5 @@
-# Trackers. Every method writes predictions in one format (docs/formats.md):
-# results/{dataset}/predictions/{method}/{video}.{mode}.npz
+# Trackers. Every method writes predictions in one format (docs/formats.md, omnitrack/prediction.py):
+# results/{dataset}/predictions/<method>/{video}.{mode}.npz
 
 
 rule track_chain:
@@ -7,9 +7,9 @@ rule track_chain:
         "video"
     input:
         unpack(gt_input),
-        frames="results/{dataset}/frames/{video}.npz",
-        masks="results/{dataset}/masks/{video}",
-        matches="results/{dataset}/matches/{video}.npz",
+        frames=rules.frames.output[0],
+        masks=rules.masks.output[0],
+        matches=rules.matches.output[0],
     output:
         "results/{dataset}/predictions/chain/{video}.{mode}.npz",
     params:
@@ -32,10 +32,10 @@ rule track_chain:
 
 rule optimise:
     input:
-        frames="results/{dataset}/frames/{video}.npz",
-        masks="results/{dataset}/masks/{video}",
-        matches="results/{dataset}/matches/{video}.npz",
-        depth="results/{dataset}/depth/{video}.npz",
+        frames=rules.frames.output[0],
+        masks=rules.masks.output[0],
+        matches=rules.matches.output[0],
+        depth=rules.depth.output[0],
     output:
         model="results/{dataset}/models/{video}.pt",
         loss="results/{dataset}/models/{video}.loss.csv",
@@ -60,8 +60,8 @@ rule optimise:
 rule track_nvp:
     input:
         unpack(gt_input),
-        model="results/{dataset}/models/{video}.pt",
-        frames="results/{dataset}/frames/{video}.npz",
+        model=rules.optimise.output.model,
+        frames=rules.frames.output[0],
     output:
         "results/{dataset}/predictions/nvp/{video}.{mode}.npz",
     params:

@@ -23,8 +23,15 @@ import urllib.request
 from pathlib import Path
 
 PACKAGES = ("chromium", "chromium-driver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def find_chromium() -> tuple[str, str] | None:
@@ -48,7 +55,9 @@ def ensure_chromium(timeout: int = 900) -> tuple[str, str]:
     for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            )
     found = find_chromium()
     if not found:
         raise RuntimeError(f"installed {PACKAGES} but chromium/chromedriver are still not on the PATH")
@@ -69,17 +78,24 @@ class Browser:
         self.timeout = timeout
         self.chromium, self.chromedriver = ensure_chromium()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
         port = _free_port()
         self.base = f"http://127.0.0.1:{port}"
-        self.driver = subprocess.Popen([self.chromedriver, f"--port={port}"], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
+        self.driver = subprocess.Popen(
+            [self.chromedriver, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             self._wait_ready()
             args = [*FLAGS, f"--user-data-dir={self.profile}", f"--window-size={self.size[0]},{self.size[1]}"]
-            caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-                "binary": self.chromium, "args": args}}}}
+            caps = {
+                "capabilities": {
+                    "alwaysMatch": {
+                        "browserName": "chrome",
+                        "goog:chromeOptions": {"binary": self.chromium, "args": args},
+                    }
+                }
+            }
             self.session = self._call("POST", "/session", caps)["sessionId"]
         except BaseException:
             self._stop()
@@ -113,8 +129,9 @@ class Browser:
 
     def _call(self, method: str, path: str, body: dict | None = None):
         data = json.dumps(body if body is not None else {}).encode() if method == "POST" else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read())["value"]
@@ -124,7 +141,9 @@ class Browser:
     def open(self, path: Path) -> None:
         """Load ``path`` afresh (a new query string each time: the same URL would only change the fragment)."""
         self.loads = getattr(self, "loads", 0) + 1
-        self._call("POST", f"/session/{self.session}/url", {"url": f"{Path(path).resolve().as_uri()}?load={self.loads}"})
+        self._call(
+            "POST", f"/session/{self.session}/url", {"url": f"{Path(path).resolve().as_uri()}?load={self.loads}"}
+        )
 
     def js(self, script: str, *args):
         """Run ``script`` (a function body; ``arguments`` holds args) in the page and return its value."""

@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.shared import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -15,13 +14,3 @@ def shared_data() -> Path:
             pytest.fail(f"{SHARED_DATA} is missing: CI must run with shared/ beside the repository")
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
-
-
-def shared_file(shared_data: Path, rel: str) -> Path:
-    """A file under ../shared/data that a test needs: fail under CI if absent, skip otherwise."""
-    p = shared_data / rel
-    if not p.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{p} is missing")
-        pytest.skip(f"{p} not present")
-    return p

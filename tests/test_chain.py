@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from omnitrack.flow.chaining import chain_matches, track_queries
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
-from omnitrack.track.chain import chain_matches, track_queries
 
 T, H, W = 8, 32, 48
 VELOCITY = np.array([1.5, -0.75], np.float32)  # px per frame, x != y
@@ -34,7 +34,7 @@ def test_unreliable_pairs_mark_occlusion_and_the_track_resumes(tmp_path):
     store, pairs = _translation_store(tmp_path)
     mask = np.ones((len(pairs), H, W), np.uint8)
     # from frame 2, the point (near x=23, y=15) is hidden in frames 3 and 4: every pair into them fails
-    for k, (i, j) in enumerate(pairs):
+    for k, (_, j) in enumerate(pairs):
         if j in (3, 4):
             mask[k] = 0
     queries = np.array([[2, 15.0, 23.0]], np.float32)
@@ -72,7 +72,10 @@ def test_chain_matches_cover_long_gaps_with_exact_displacements(tmp_path):
     a, b = frames.T
     assert (a < b).all() and (b - a >= 2).all() and (b - a).max() == T - 1
     np.testing.assert_allclose(points[:, 2:] - points[:, :2], (b - a)[:, None] * VELOCITY, atol=2 / 32)
+
     # one end of every match is a query: a grid cell centre (4 + 8 k, 4 + 8 l) in the reliable half
-    query_end = lambda p: ((p - 4) % 8 == 0).all(1) & (p[:, 0] < 24)
+    def query_end(p):
+        return ((p - 4) % 8 == 0).all(1) & (p[:, 0] < 24)
+
     assert (query_end(points[:, :2]) | query_end(points[:, 2:])).all()
     assert (query_end(points[:, 2:]) & ~query_end(points[:, :2])).any()  # backward tracks are included

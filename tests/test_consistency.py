@@ -8,10 +8,10 @@ import pytest
 from omnitrack.errors import CacheError
 from omnitrack.flow.consistency import OCCLUDED, RELIABLE, compute_masks, direct_masks, load_masks
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
-from test_flow import texture
+from tests.textures import moving_texture
 
 H = W = 64
-SQUARE = 16           # side of the square; its top-left corner is at (8 + 6 t, 24) in frame t
+SQUARE = 16  # side of the square; its top-left corner is at (8 + 6 t, 24) in frame t
 SQ_STEP = np.array([6.0, 0.0], np.float32)
 BG_STEP = np.array([0.0, 0.0], np.float32)
 
@@ -25,7 +25,7 @@ def square_at(t: int) -> np.ndarray:
 
 def square_scene(num_frames: int = 3):
     """Frames and exact flows of a textured square moving 6 px/frame right over a static background."""
-    bg, fg = texture(W, seed=5), texture(W, seed=6)
+    bg, fg = moving_texture(W, seed=5), moving_texture(W, seed=6)
     frames = np.stack([np.where(square_at(t)[..., None], np.roll(fg, 6 * t, axis=1), bg) for t in range(num_frames)])
     flows = {}
     for i, j in window_pairs(num_frames, 2):
@@ -44,7 +44,7 @@ def write_store(path, flows: dict, num_frames: int, h: int, w: int, meta=None) -
 def test_direct_masks_flag_occlusion_by_square():
     _, flows = square_scene()
     cycle, occluded = direct_masks(flows[(0, 1)], flows[(1, 0)], 1, cycle_th=3.0)
-    hidden = square_at(1) & ~square_at(0)      # background of frame 0 that the square covers in frame 1
+    hidden = square_at(1) & ~square_at(0)  # background of frame 0 that the square covers in frame 1
     rest = ~hidden
     assert hidden.sum() == 6 * SQUARE
     assert cycle[hidden].mean() < 0.1 and occluded[hidden].mean() > 0.9
@@ -80,14 +80,13 @@ def test_appearance_check_rejects_dissimilar_descriptors(tmp_path):
     store = write_store(tmp_path / "flow", flows, 4, H, W)
     desc = np.zeros((4, 8, 8, 2), np.float32)
     desc[..., 0] = 1.0
-    desc[3, :, 4:] = [-1.0, 0.0]     # right half of frame 3 looks different (cells of 8 px)
+    desc[3, :, 4:] = [-1.0, 0.0]  # right half of frame 3 looks different (cells of 8 px)
     out = tmp_path / "masks"
-    compute_masks(frames, store, out, features={"descriptors": desc, "cell": [8.0, 8.0]}, chain=False,
-                  progress=False)
+    compute_masks(frames, store, out, features={"descriptors": desc, "cell": [8.0, 8.0]}, chain=False, progress=False)
     _, mask, _ = load_masks(out)
     m03 = mask[store.index[(0, 3)]]
-    assert (m03[:, :28] == RELIABLE).all() and (m03[:, 36:] == 0).all()   # 32 +- half a cell of blending
-    assert (mask[store.index[(0, 2)]] == RELIABLE).all()                  # gap 2: no appearance check
+    assert (m03[:, :28] == RELIABLE).all() and (m03[:, 36:] == 0).all()  # 32 +- half a cell of blending
+    assert (mask[store.index[(0, 2)]] == RELIABLE).all()  # gap 2: no appearance check
     assert (mask[store.index[(3, 0)]][:, 36:] == 0).all() and (mask[store.index[(1, 3)]] == RELIABLE).all()
 
 
@@ -95,10 +94,10 @@ def test_chaining_extends_reliable_area_of_long_pairs(tmp_path):
     """Pure translation: exact consecutive flows, corrupted direct long-range flows."""
     step = np.array([1.25, 0.5], np.float32)
     t_frames, window = 6, 5
-    frames = np.stack([texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
+    frames = np.stack([moving_texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
     flows = {}
     for i, j in window_pairs(t_frames, window):
-        wrong = 10.0 if abs(i - j) >= 2 else 0.0     # long pairs: off by 10 px in both directions
+        wrong = 10.0 if abs(i - j) >= 2 else 0.0  # long pairs: off by 10 px in both directions
         flows[(i, j)] = np.broadcast_to(step * (j - i) + [wrong, 0.0], (H, W, 2)).astype(np.float32)
     store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
     compute_masks(frames, store, tmp_path / "direct", chain=False, progress=False)
@@ -113,18 +112,20 @@ def test_chaining_extends_reliable_area_of_long_pairs(tmp_path):
     err = np.linalg.norm(chained_store.get(0, 5) - 5 * step, axis=-1)
     assert err[reliable].max() < 0.05
     back = chained[store.index[(5, 1)]] == RELIABLE
-    assert back.mean() > 0.85   # backward sweep too
+    assert back.mean() > 0.85  # backward sweep too
     k1 = store.index[(2, 3)]
-    np.testing.assert_array_equal(chained[k1], direct[k1])                  # consecutive pairs unchanged
+    np.testing.assert_array_equal(chained[k1], direct[k1])  # consecutive pairs unchanged
     np.testing.assert_array_equal(counts.sum(), (chained != 0).sum())
 
 
 def test_chaining_rgb_check_stops_at_appearance_change(tmp_path):
     """The composed flow is exact but frame 3 is a different image: chained pairs to it fail."""
     t_frames = 4
-    frames = np.stack([texture(W, seed=8)] * 3 + [np.zeros((H, W, 3), np.uint8)])
-    flows = {p: np.zeros((H, W, 2), np.float32) + (100.0 if abs(p[0] - p[1]) >= 2 else 0.0)
-             for p in window_pairs(t_frames, 3)}
+    frames = np.stack([moving_texture(W, seed=8)] * 3 + [np.zeros((H, W, 3), np.uint8)])
+    flows = {
+        p: np.zeros((H, W, 2), np.float32) + (100.0 if abs(p[0] - p[1]) >= 2 else 0.0)
+        for p in window_pairs(t_frames, 3)
+    }
     store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"window": 3})
     compute_masks(frames, store, tmp_path / "m", chain=True, progress=False)
     _, mask, _ = load_masks(tmp_path / "m")
@@ -187,7 +188,7 @@ def test_long_gap_flow_that_the_chain_contradicts_is_not_reliable(tmp_path):
             reliable = mask[store.index[(0, j)]] != 0
             wrong = np.linalg.norm(out_store.get(0, j) - truth, axis=-1) > 1.0
             assert (reliable & wrong & square).any() == wrong_kept, (name, j)
-            assert reliable[~square & ~square_at(j)].mean() > 0.95     # the static background stays
+            assert reliable[~square & ~square_at(j)].mean() > 0.95  # the static background stays
     assert load_masks(tmp_path / "confirmed")[0].meta["masks"]["confirm_th"] == 2.0
 
 
@@ -196,10 +197,14 @@ def test_chain_agreeing_with_the_direct_flow_keeps_the_direct_flow(tmp_path):
     what the masks stage writes."""
     step = np.array([1.0, 0.5], np.float32)
     t_frames, window = 4, 3
-    frames = np.stack([texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
-    drift = np.array([0.5, 0.0], np.float32)    # each consecutive flow is 0.5 px off
-    flows = {(i, j): np.broadcast_to(step * (j - i) + (drift * np.sign(j - i) if abs(i - j) == 1 else 0),
-                                     (H, W, 2)).astype(np.float32) for i, j in window_pairs(t_frames, window)}
+    frames = np.stack([moving_texture(W, tuple(step * t), seed=7) for t in range(t_frames)])
+    drift = np.array([0.5, 0.0], np.float32)  # each consecutive flow is 0.5 px off
+    flows = {
+        (i, j): np.broadcast_to(step * (j - i) + (drift * np.sign(j - i) if abs(i - j) == 1 else 0), (H, W, 2)).astype(
+            np.float32
+        )
+        for i, j in window_pairs(t_frames, window)
+    }
     store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
     compute_masks(frames, store, tmp_path / "m", chain=True, confirm_th=2.0, progress=False)
     out, mask, _ = load_masks(tmp_path / "m")

@@ -15,7 +15,7 @@ import pytest
 
 from omnitrack.data.tapvid import load_tapvid, sample_queries
 from omnitrack.evaluation.metrics import compute_tapvid_metrics
-from tests.conftest import shared_file
+from tests.shared import shared_file
 from tests.workflow_utils import make_workdir, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -34,13 +34,15 @@ def cows_run(tmp_path_factory, shared_data):
     pickle_path = shared_file(shared_data, "tapvid/davis32_dev.pkl")
     weights = shared_file(shared_data, "weights/raft-sintel.pth")
     config = {
-        "datasets": {"davis32": {"kind": "tapvid", "path": str(pickle_path), "videos": ["cows"],
-                                 "size": [128, 128]}},
+        "datasets": {"davis32": {"kind": "tapvid", "path": str(pickle_path), "videos": ["cows"], "size": [128, 128]}},
         "methods": ["chain", "nvp"],
         "query_modes": ["strided", "first"],
         "device": "cpu",
-        "flow": {"method": "raft", "window": 2,
-                 "raft": {"weights": str(weights), "small": False, "iters": 8, "batch_size": 4}},
+        "flow": {
+            "method": "raft",
+            "window": 2,
+            "raft": {"weights": str(weights), "small": False, "iters": 8, "batch_size": 4},
+        },
         "features": {"cell": 8},
         "nvp": {"preset": "cpu", "steps": 30},
     }
@@ -55,8 +57,9 @@ def static_metrics(pickle_path, mode: str) -> dict:
     query_points, gt_tracks, gt_occluded = sample_queries(video["points"] * 256, video["occluded"], mode)
     t = gt_tracks.shape[1]
     tracks = np.repeat(query_points[:, None, :0:-1], t, axis=1)  # (t, y, x) -> (x, y) at every frame
-    return compute_tapvid_metrics(query_points[None], gt_occluded[None], gt_tracks[None],
-                                  np.zeros_like(gt_occluded)[None], tracks[None], mode)
+    return compute_tapvid_metrics(
+        query_points[None], gt_occluded[None], gt_tracks[None], np.zeros_like(gt_occluded)[None], tracks[None], mode
+    )
 
 
 def test_real_ground_truth_is_scored(cows_run):
@@ -86,8 +89,18 @@ def test_refit_tool_reproduces_the_workflow_nvp_rows(cows_run, tmp_path, capsys)
 
     work, _ = cows_run
     out = tmp_path / "refit.jsonl"
-    assert main([str(work / "results/davis32"), "--nvp", json.dumps({"preset": "cpu", "steps": 30, "device": "cpu"}),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                str(work / "results/davis32"),
+                "--nvp",
+                json.dumps({"preset": "cpu", "steps": 30, "device": "cpu"}),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())
     assert record["video"] == "cows"
     for mode in ("strided", "first"):

@@ -13,7 +13,7 @@ import torch
 from omnitrack.depth import fit_depth, infer_image, infer_video, load_depth_anything, network_size
 from omnitrack.depth.convert import align_frames
 from omnitrack.errors import InputError
-from tests.conftest import REPO, shared_file
+from tests.shared import REPO, shared_file
 
 WEIGHTS = "depth/depth_anything_v2_vits_random.pth"
 REFERENCE = "depth/depth_anything_v2_vits_random_reference.npz"
@@ -27,7 +27,7 @@ def reference(shared_data):
         return path, {k: z[k] for k in z.files}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(path):
     return load_depth_anything(path, "vits", "cpu")
 
@@ -37,6 +37,7 @@ def rel_error(got, want):
 
 
 # ---------------------------------------------------------------- the official reference
+
 
 def test_network_input_size_follows_the_official_resize(reference):
     _, ref = reference
@@ -67,7 +68,7 @@ def test_reference_depth_252_through_infer_video_on_rgb_frames(reference):
     assert rel_error(depth[1], alone) <= 1e-5 and rel_error(depth[1], depth[0]) > 0.1
 
 
-@pytest.mark.slow  # two processes, each importing torch and timm: ~10-20 s on 2 busy cores
+# two processes, each importing torch and timm: ~10-20 s on 2 busy cores
 def test_reference_depth_through_the_command(reference, tmp_path):
     import cv2
 
@@ -75,10 +76,29 @@ def test_reference_depth_through_the_command(reference, tmp_path):
     image = tmp_path / "frame.png"  # lossless: cv2 reads back the reference's exact BGR pixels
     cv2.imwrite(str(image), ref["image_bgr"])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    runs = {size: subprocess.Popen(
-        [sys.executable, "-m", "omnitrack.depth", str(image), str(tmp_path / f"d{size}.npy"),
-         "--weights", str(path), "--encoder", "vits", "--input-size", str(size)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for size in (518, 252)}
+    runs = {
+        size: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "omnitrack.depth",
+                str(image),
+                str(tmp_path / f"d{size}.npy"),
+                "--weights",
+                str(path),
+                "--encoder",
+                "vits",
+                "--input-size",
+                str(size),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for size in (518, 252)
+    }
     for size, proc in runs.items():
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -108,28 +128,38 @@ HINT = r"download depth_anything_v2_vits\.pth from https://huggingface\.co/depth
 def test_missing_truncated_and_foreign_weights_are_named(tmp_path, reference):
     path, _ = reference
     missing = tmp_path / "depth_anything_v2_vits.pth"
-    with pytest.raises(InputError, match=f"^{re.escape(str(missing))}: Depth Anything V2 vits weights file "
-                                         f"not found \\({HINT}.*Apache-2.0"):
+    with pytest.raises(
+        InputError,
+        match=f"^{re.escape(str(missing))}: Depth Anything V2 vits weights file not found \\({HINT}.*Apache-2.0",
+    ):
         load_depth_anything(missing, "vits")
     with pytest.raises(InputError, match=r"^config: depth.weights: .*not found.*Depth-Anything-V2-Base.*CC-BY-NC-4.0"):
         load_depth_anything(None, "vitb")
 
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(path.read_bytes()[:1_000_000])
-    with pytest.raises(InputError, match=f"^{re.escape(str(truncated))}: cannot be read as a PyTorch checkpoint.*{HINT}"):
+    with pytest.raises(
+        InputError, match=f"^{re.escape(str(truncated))}: cannot be read as a PyTorch checkpoint.*{HINT}"
+    ):
         load_depth_anything(truncated, "vits")
 
     # the (vits) file given as vitb: named as what it is
     large = "https://huggingface\\.co/depth-anything/Depth-Anything-V2-Base"
-    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: is a Depth Anything V2 vits checkpoint, "
-                                         f"not vitb \\(pass --encoder vits .*{large}"):
+    with pytest.raises(
+        InputError,
+        match=f"^{re.escape(str(path))}: is a Depth Anything V2 vits checkpoint, "
+        f"not vitb \\(pass --encoder vits .*{large}",
+    ):
         load_depth_anything(path, "vitb")
 
     # a state dict of another model (a DINO backbone's keys): not this architecture
     other = tmp_path / "other.pth"
     torch.save({"cls_token": torch.zeros(1, 1, 384), "blocks.0.norm1.weight": torch.ones(384)}, other)
-    with pytest.raises(InputError, match=f"^{re.escape(str(other))}: is not a Depth Anything V2 vits checkpoint: "
-                                         f".*Missing key.*pretrained.cls_token.*{HINT}"):
+    with pytest.raises(
+        InputError,
+        match=f"^{re.escape(str(other))}: is not a Depth Anything V2 vits checkpoint: "
+        f".*Missing key.*pretrained.cls_token.*{HINT}",
+    ):
         load_depth_anything(other, "vits")
 
     # the right backbone with a head of another width (vitb's 128 features): a shape mismatch
@@ -137,13 +167,18 @@ def test_missing_truncated_and_foreign_weights_are_named(tmp_path, reference):
     state["depth_head.scratch.layer1_rn.weight"] = torch.zeros(128, 48, 3, 3, dtype=torch.float16)
     wrong = tmp_path / "wrong_head.pth"
     torch.save(state, wrong)
-    with pytest.raises(InputError, match=f"^{re.escape(str(wrong))}: is not a Depth Anything V2 vits checkpoint: "
-                                         f".*size mismatch for depth_head.scratch.layer1_rn.weight.*{HINT}"):
+    with pytest.raises(
+        InputError,
+        match=f"^{re.escape(str(wrong))}: is not a Depth Anything V2 vits checkpoint: "
+        f".*size mismatch for depth_head.scratch.layer1_rn.weight.*{HINT}",
+    ):
         load_depth_anything(wrong, "vits")
 
     tensor = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor)
-    with pytest.raises(InputError, match=f"^{re.escape(str(tensor))}: holds a Tensor, expected a Depth Anything V2 state dict"):
+    with pytest.raises(
+        InputError, match=f"^{re.escape(str(tensor))}: holds a Tensor, expected a Depth Anything V2 state dict"
+    ):
         load_depth_anything(tensor, "vits")
 
 
@@ -151,8 +186,14 @@ def test_command_errors_have_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "omnitrack.depth", *map(str, args)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "omnitrack.depth", *map(str, args)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     weights = tmp_path / "depth_anything_v2_vits.pth"
     missing_image = tmp_path / "nope.png"
@@ -170,12 +211,14 @@ def test_command_errors_have_no_traceback(tmp_path):
     cv2.imwrite(str(image), np.zeros((20, 30, 3), np.uint8))
     r = run(image, tmp_path / "out.npy", "--weights", weights)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert re.search(f"error: {re.escape(str(weights))}: Depth Anything V2 vits weights file not found \\({HINT}",
-                     r.stderr)
+    assert re.search(
+        f"error: {re.escape(str(weights))}: Depth Anything V2 vits weights file not found \\({HINT}", r.stderr
+    )
     assert not (tmp_path / "out.npy").exists()
 
 
 # ---------------------------------------------------------------- relative inverse depth -> the fit's depth
+
 
 def scene(t=3, h=40, w=60, a=(0.2, 0.2, 0.2), b=(0.05, 0.05, 0.05), seed=0):
     """A plane (inverse depth 1) with an object in front (inverse depth 3) moving right, a sky strip
@@ -188,7 +231,7 @@ def scene(t=3, h=40, w=60, a=(0.2, 0.2, 0.2), b=(0.05, 0.05, 0.05), seed=0):
     sky[:, :4] = True  # 10 % of the pixels
     inv[sky] = 0
     for k in range(t):
-        obj[k, 15:35, 10 + 5 * k:30 + 5 * k] = True  # 400 px of 2400: 17 %
+        obj[k, 15:35, 10 + 5 * k : 30 + 5 * k] = True  # 400 px of 2400: 17 %
     inv[obj] = 3
     spikes = rng.random((t, h, w)) < 0.005
     inv[spikes] = 100  # outliers far beyond the object

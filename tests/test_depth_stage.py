@@ -1,6 +1,7 @@
 """The depth stage's methods (layers, motion, none), the order measure, the truth utility and the file."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -28,7 +29,9 @@ def test_layers_put_the_moving_square_in_front_in_every_frame(square):
     video, _, (store, mask), front = square
     depth, info = layered_depth(store, mask, seed=0, details=True)
     assert depth.shape == (12, 64, 64) and depth.dtype == np.float32
-    assert np.isin(np.unique(depth).round(4), np.float32([0.7, 1.0])).all()  # two layers: background 1.0, square at `near`
+    assert np.isin(
+        np.unique(depth).round(4), np.float32([0.7, 1.0])
+    ).all()  # two layers: background 1.0, square at `near`
     assert list(info["levels"]) == [0, 1]  # one square layer through the whole video (linked by flow)
     assert info["votes"][0, 1] > 0  # occlusion evidence, not only the prior: the background disappears
     for t in range(12):
@@ -66,7 +69,6 @@ def test_order_measure_and_the_truth_depth():
 
 
 def test_none_is_constant_and_motion_is_the_former_fit_start(square):
-    from omnitrack.model.depth import map_size
     from omnitrack.model.motion_init import motion_depth
 
     video, inputs, masks, _ = square
@@ -74,7 +76,13 @@ def test_none_is_constant_and_motion_is_the_former_fit_start(square):
     flat = compute_depth(frames, {"method": "none"})
     assert flat.shape == (12, 64, 64) and (flat == 1.0).all()
     motion = compute_depth(frames, {"method": "motion", "motion": {"sep": 0.3}}, masks=masks)
-    cfg = {"depth_init": 1.0, "motion_init_sep": 0.3, "motion_init_thresh": 1.0, "motion_init_samples": 2000, "seed": 1234}
+    cfg = {
+        "depth_init": 1.0,
+        "motion_init_sep": 0.3,
+        "motion_init_thresh": 1.0,
+        "motion_init_samples": 2000,
+        "seed": 1234,
+    }
     np.testing.assert_array_equal(motion, motion_depth(*masks, 64, 64, cfg))  # same segmentation, per pixel
     assert motion.min() == pytest.approx(0.7) and motion.max() == 1.0
     with pytest.raises(ValueError, match="depth method 'layers' needs the masks stage's flows"):
@@ -85,37 +93,52 @@ def test_none_is_constant_and_motion_is_the_former_fit_start(square):
 
 def test_the_depth_file_and_the_fit_reading_it(square, tmp_path):
     from omnitrack.data.frames import save_frames
-    from omnitrack.pipeline import estimate_depth, load_depth_file, optimise
+    from omnitrack.depth.file import load_depth_file
+    from omnitrack.pipeline import estimate_depth, optimise
 
     video, inputs, _, _ = square
     frames_path = tmp_path / "frames.npz"
-    save_frames(frames_path, video.render(), {"video": "square", "source": "test", "source_size": [64, 64],
-                                              "fps": None, "has_gt": False, "params": {}})
+    save_frames(
+        frames_path,
+        video.render(),
+        {"video": "square", "source": "test", "source_size": [64, 64], "fps": None, "has_gt": False, "params": {}},
+    )
     out = tmp_path / "depth" / "square.npz"
-    estimate_depth(frames_path, inputs["masks_dir"], out, {"method": "layers", "layers": {"near": 0.6}})
+    estimate_depth(frames_path, inputs["masks_dir"], out, {"method": "layers", "layers": {"near": 0.6}}, version=7)
     depth, meta = load_depth_file(out)
     assert depth.shape == (12, 64, 64) and depth.min() == pytest.approx(0.6) and depth.max() == 1.0
-    assert meta["method"] == "layers" and meta["settings"]["layers"]["near"] == 0.6 and meta["version"] == 1
+    assert meta["method"] == "layers" and meta["settings"]["layers"]["near"] == 0.6 and meta["version"] == 7
     json.dumps(meta)
     # depth of other frames: the fit's input is rejected naming the depth file
     other = tmp_path / "other.npz"
     np.savez(other, depth=depth[:5], meta=np.array(json.dumps(meta)))
-    with pytest.raises(CacheError, match=rf"{other}: depth maps \(5, 64, 64\) \(T, H, W\) do not match .*frames.npz \(12, 64, 64\): it was computed from other frames"):
+    with pytest.raises(
+        CacheError,
+        match=rf"{other}: depth maps \(5, 64, 64\) \(T, H, W\) do not match .*frames.npz \(12, 64, 64\): it was computed from other frames",
+    ):
         optimise(frames_path, inputs["masks_dir"], None, tmp_path / "m.pt", None, {"steps": 1}, depth_path=other)
 
 
-def test_a_fit_from_another_depth_start_is_not_reused(square, tmp_path):
+def test_a_fit_from_another_depth_start_is_not_reused(square, tmp_path, caplog):
     from omnitrack.model import fit
 
     video, inputs, _, _ = square
     frames = video.render()
     cfg = {"steps": 2, "progress": False, "tensorboard": False, "threads": 1}
-    ck, said = tmp_path / "m.pt", []
+    ck = tmp_path / "m.pt"
+    caplog.set_level(logging.INFO, logger="omnitrack")
     for value in (1.0, 1.0, 0.8):
-        fit(frames, cfg, masks_dir=inputs["masks_dir"], depth=np.full((12, 64, 64), value, np.float32),
-            checkpoint_path=ck, log=said.append)
-    assert said == [f"{ck}: already fitted with this configuration; not refitting",
-                    f"{ck}: fitted with another configuration or initial depth; refitting"]
+        fit(
+            frames,
+            cfg,
+            masks_dir=inputs["masks_dir"],
+            depth=np.full((12, 64, 64), value, np.float32),
+            checkpoint_path=ck,
+        )
+    assert caplog.messages == [
+        f"{ck}: already fitted with this configuration; not refitting",
+        f"{ck}: fitted with another configuration or initial depth; refitting",
+    ]
 
 
 def test_refit_depth_starts_name_what_is_missing(tmp_path):
@@ -123,7 +146,10 @@ def test_refit_depth_starts_name_what_is_missing(tmp_path):
     from omnitrack.tools.refit import depth_start
 
     write_json(tmp_path / "manifest.json", {"dataset": "d", "kind": "tapvid", "videos": ["v"], "sources": {}})
-    with pytest.raises(InputError, match=rf"{tmp_path}/depth/v.npz: does not exist \(a run from before the depth stage\?\) \(pass --depth layers"):
+    with pytest.raises(
+        InputError,
+        match=rf"{tmp_path}/depth/v.npz: does not exist \(a run from before the depth stage\?\) \(pass --depth layers",
+    ):
         depth_start(tmp_path, "v", "workspace", {})
     with pytest.raises(InputError, match=r"manifest.json: --depth layers-truth needs a synthetic dataset"):
         depth_start(tmp_path, "v", "layers-truth", {})

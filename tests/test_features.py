@@ -9,21 +9,21 @@ from omnitrack.features import dino
 from omnitrack.features.descriptors import compute_features, dense_sift, load_features, save_features
 from tests.textures import texture
 
-
 # ---------------------------------------------------------------- dense SIFT
+
 
 def test_sift_descriptors_follow_shifted_content():
     cell, (sx, sy) = 8, (3, 2)  # shift in cells, x != y
     big = texture(160, 176)
-    a = big[sy * cell:sy * cell + 128, sx * cell:sx * cell + 144]
+    a = big[sy * cell : sy * cell + 128, sx * cell : sx * cell + 144]
     b = big[:128, :144]  # b(p + shift) = a(p): a's cell (r, c) is b's cell (r + sy, c + sx)
     frames = np.stack([a, b])
     desc, cellxy = dense_sift(frames, cell=cell)
     assert desc.shape == (2, 16, 18, 128) and cellxy == (8.0, 8.0)
     assert np.allclose(np.linalg.norm(desc, axis=-1), 1, atol=1e-5)
     # away from the borders (the descriptor support is 4 cells), the same content gives the same descriptor
-    inner_a = desc[0, 3:16 - 3 - sy, 3:18 - 3 - sx]
-    inner_b = desc[1, 3 + sy:16 - 3, 3 + sx:18 - 3]
+    inner_a = desc[0, 3 : 16 - 3 - sy, 3 : 18 - 3 - sx]
+    inner_b = desc[1, 3 + sy : 16 - 3, 3 + sx : 18 - 3]
     cos = (inner_a * inner_b).sum(-1)
     assert cos.min() > 0.99
     # and they differ from unrelated cells (the test would pass trivially on constant descriptors)
@@ -80,7 +80,8 @@ def test_load_features_rejects_bad_files(tmp_path):
 
 # ---------------------------------------------------------------- DINO / DINOv2
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def random_model(method, seed=0):
     """The method's architecture with random parameters (no DINO weights exist here).
 
@@ -117,21 +118,31 @@ def official_keys(method):
     keys += [("patch_embed.proj.weight", (dim, 3, p, p)), ("patch_embed.proj.bias", (dim,))]
     for n in range(12):
         b = f"blocks.{n}."
-        keys += [(b + "norm1.weight", (dim,)), (b + "norm1.bias", (dim,)),
-                 (b + "attn.qkv.weight", (3 * dim, dim)), (b + "attn.qkv.bias", (3 * dim,)),
-                 (b + "attn.proj.weight", (dim, dim)), (b + "attn.proj.bias", (dim,))]
+        keys += [
+            (b + "norm1.weight", (dim,)),
+            (b + "norm1.bias", (dim,)),
+            (b + "attn.qkv.weight", (3 * dim, dim)),
+            (b + "attn.qkv.bias", (3 * dim,)),
+            (b + "attn.proj.weight", (dim, dim)),
+            (b + "attn.proj.bias", (dim,)),
+        ]
         if method == "dinov2":
             keys.append((b + "ls1.gamma", (dim,)))
-        keys += [(b + "norm2.weight", (dim,)), (b + "norm2.bias", (dim,)),
-                 (b + "mlp.fc1.weight", (4 * dim, dim)), (b + "mlp.fc1.bias", (4 * dim,)),
-                 (b + "mlp.fc2.weight", (dim, 4 * dim)), (b + "mlp.fc2.bias", (dim,))]
+        keys += [
+            (b + "norm2.weight", (dim,)),
+            (b + "norm2.bias", (dim,)),
+            (b + "mlp.fc1.weight", (4 * dim, dim)),
+            (b + "mlp.fc1.bias", (4 * dim,)),
+            (b + "mlp.fc2.weight", (dim, 4 * dim)),
+            (b + "mlp.fc2.bias", (dim,)),
+        ]
         if method == "dinov2":
             keys.append((b + "ls2.gamma", (dim,)))
     keys += [("norm.weight", (dim,)), ("norm.bias", (dim,))]
     return keys
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _official_state(method, seed):
     gen = torch.Generator().manual_seed(seed)
     state = {}
@@ -165,15 +176,21 @@ def reference_tokens(state, image, method):
     heads = 6
     hd = c // heads
     for n in range(12):
-        def g(k):
+
+        def g(k, n=n):
             return w[f"blocks.{n}.{k}"]
+
         y = F.layer_norm(x, (c,), g("norm1.weight"), g("norm1.bias"), eps=1e-6)
-        q, k, v = F.linear(y, g("attn.qkv.weight"), g("attn.qkv.bias")).reshape(b, -1, 3, heads, hd).permute(2, 0, 3, 1, 4)
-        a = (torch.softmax(q @ k.transpose(-2, -1) * hd ** -0.5, -1) @ v).transpose(1, 2).reshape(b, -1, c)
+        q, k, v = (
+            F.linear(y, g("attn.qkv.weight"), g("attn.qkv.bias")).reshape(b, -1, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        )
+        a = (torch.softmax(q @ k.transpose(-2, -1) * hd**-0.5, -1) @ v).transpose(1, 2).reshape(b, -1, c)
         a = F.linear(a, g("attn.proj.weight"), g("attn.proj.bias"))
         x = x + (a * g("ls1.gamma") if method == "dinov2" else a)
         y = F.layer_norm(x, (c,), g("norm2.weight"), g("norm2.bias"), eps=1e-6)
-        y = F.linear(F.gelu(F.linear(y, g("mlp.fc1.weight"), g("mlp.fc1.bias"))), g("mlp.fc2.weight"), g("mlp.fc2.bias"))
+        y = F.linear(
+            F.gelu(F.linear(y, g("mlp.fc1.weight"), g("mlp.fc1.bias"))), g("mlp.fc2.weight"), g("mlp.fc2.bias")
+        )
         x = x + (y * g("ls2.gamma") if method == "dinov2" else y)
     x = F.layer_norm(x, (c,), w["norm.weight"], w["norm.bias"], eps=1e-6)
     return x[:, 1:].reshape(b, h, wd, c)
@@ -182,11 +199,12 @@ def reference_tokens(state, image, method):
 def test_official_dinov2_keys_are_those_of_the_official_code(shared_data):
     """The DINOv2 list above against a file the official code wrote: the Depth Anything V2 reference
     file's backbone (``pretrained.*``) is the DINOv2 authors' ViT-S/14."""
-    from tests.conftest import shared_file
+    from tests.shared import shared_file
 
-    state = torch.load(shared_file(shared_data, "depth/depth_anything_v2_vits_random.pth"), map_location="cpu",
-                       weights_only=True)
-    backbone = {k[len("pretrained."):]: tuple(v.shape) for k, v in state.items() if k.startswith("pretrained.")}
+    state = torch.load(
+        shared_file(shared_data, "depth/depth_anything_v2_vits_random.pth"), map_location="cpu", weights_only=True
+    )
+    backbone = {k[len("pretrained.") :]: tuple(v.shape) for k, v in state.items() if k.startswith("pretrained.")}
     assert backbone == dict(official_keys("dinov2"))
 
 
@@ -220,20 +238,43 @@ def test_dino_training_checkpoint_is_accepted(tmp_path):
     state = official_state("dino")
     student = official_state("dino", seed=1)  # differs from the teacher: the loader must take the teacher
     teacher = {f"backbone.{k}": v for k, v in state.items()}
-    teacher.update({"head.mlp.0.weight": torch.zeros(8, 384), "head.mlp.0.bias": torch.zeros(8),
-                    "head.last_layer.weight_g": torch.ones(16, 1), "head.last_layer.weight_v": torch.zeros(16, 8)})
+    teacher.update(
+        {
+            "head.mlp.0.weight": torch.zeros(8, 384),
+            "head.mlp.0.bias": torch.zeros(8),
+            "head.last_layer.weight_g": torch.ones(16, 1),
+            "head.last_layer.weight_v": torch.zeros(16, 8),
+        }
+    )
     checkpoint = {
-        "student": {**{f"module.backbone.{k}": v for k, v in student.items()},
-                    "module.head.mlp.0.weight": torch.zeros(8, 384)},
+        "student": {
+            **{f"module.backbone.{k}": v for k, v in student.items()},
+            "module.head.mlp.0.weight": torch.zeros(8, 384),
+        },
         "teacher": teacher,
         "optimizer": {"state": {}, "param_groups": [{"lr": 0.0005, "weight_decay": 0.04, "params": [0, 1]}]},
         "epoch": 100,
-        "args": argparse.Namespace(arch="vit_small", patch_size=16, out_dim=65536, lr=0.0005, epochs=100,
-                                   data_path="/path/to/imagenet/train/", output_dir=".", use_fp16=True,
-                                   global_crops_scale=(0.4, 1.0), local_crops_number=8, seed=0),
+        "args": argparse.Namespace(
+            arch="vit_small",
+            patch_size=16,
+            out_dim=65536,
+            lr=0.0005,
+            epochs=100,
+            data_path="/path/to/imagenet/train/",
+            output_dir=".",
+            use_fp16=True,
+            global_crops_scale=(0.4, 1.0),
+            local_crops_number=8,
+            seed=0,
+        ),
         "dino_loss": {"center": torch.zeros(1, 16)},
-        "fp16_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
-                        "_growth_tracker": 0},
+        "fp16_scaler": {
+            "scale": 65536.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 2000,
+            "_growth_tracker": 0,
+        },
     }
     path = tmp_path / "checkpoint.pth"
     torch.save(checkpoint, path)
@@ -298,20 +339,22 @@ def test_raft_encoder_descriptors_tell_the_right_point_from_a_wrong_one(shared_d
     """features method raft: RAFT's feature encoder, 8-px cells, L2-normalised; the descriptor of a
     point matches its moved position better than a point 16 px away (what the masks' check needs),
     for the large and the small checkpoint (told apart by their keys)."""
-    from tests.conftest import shared_file
     from omnitrack.flow.consistency import _Features
     from omnitrack.interp import pixel_centres
+    from tests.shared import shared_file
 
     base = texture(144, 144, seed=3)
-    frames = np.stack([base[8:, 8:], base[:-8, :-8]])      # frame 1: frame 0 moved by (8, 8) px
+    frames = np.stack([base[8:, 8:], base[:-8, :-8]])  # frame 1: frame 0 moved by (8, 8) px
     rng = np.random.default_rng(0)
     src = rng.uniform(24, 96, (200, 2)).astype(np.float32)
     for name, dim in (("raft-sintel.pth", 256), ("raft-small.pth", 128)):
-        desc, cell = compute_features(frames, "raft", weights=shared_file(shared_data, f"weights/{name}"), progress=False)
+        desc, cell = compute_features(
+            frames, "raft", weights=shared_file(shared_data, f"weights/{name}"), progress=False
+        )
         assert desc.shape == (2, 17, 17, dim) and desc.dtype == np.float16 and cell == (8.0, 8.0)
         np.testing.assert_allclose(np.linalg.norm(desc.astype(np.float32), axis=-1), 1, atol=1e-2)
         feats = _Features({"descriptors": desc, "cell": cell}, 2, pixel_centres(136, 136))
-        flat = (src[:, 1].astype(int) * 136 + src[:, 0].astype(int))
+        flat = src[:, 1].astype(int) * 136 + src[:, 0].astype(int)
         centres = pixel_centres(136, 136).reshape(-1, 2)[flat]
         right = feats.cosine(0, flat, 1, centres + 8.0)
         wrong = feats.cosine(0, flat, 1, centres + np.array([8.0 + 16.0, 8.0], np.float32))

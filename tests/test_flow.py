@@ -6,28 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_file
 from omnitrack.errors import InputError
 from omnitrack.flow.compute import compute_flows
 from omnitrack.flow.dis import dis_flow
 from omnitrack.flow.raft import load_raft, raft_pair_flows, to_input
 from omnitrack.flow.store import FlowStore, window_pairs
+from tests.shared import shared_file
+from tests.textures import moving_texture
 
 torch.set_num_threads(2)
-
-
-def texture(size: int, shift=(0.0, 0.0), seed: int = 0) -> np.ndarray:
-    """uint8 [size, size, 3]: a smooth random texture (sum of sinusoids) moved by ``shift`` (dx, dy) px."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] + 0.5
-    x, y = x - shift[0], y - shift[1]
-    img, total = np.zeros((size, size, 3)), np.zeros(3)
-    for _ in range(40):
-        freq = rng.uniform(0.02, 0.12) * np.array([np.cos(a := rng.uniform(0, np.pi)), np.sin(a)])
-        amp = rng.uniform(0.3, 1.0, 3)
-        wave = np.sin(2 * np.pi * (freq[0] * x + freq[1] * y) + rng.uniform(0, 6.3))
-        img, total = img + amp * wave[..., None], total + amp
-    return np.round(127.5 + 127.5 * 3 * img / total).clip(0, 255).astype(np.uint8)
 
 
 def interior_error(flow: np.ndarray, shift, margin: int = 12) -> float:
@@ -49,7 +36,7 @@ def small_weights(shared_data) -> Path:
 
 
 def test_dis_recovers_subpixel_translation():
-    a, b = texture(128), texture(128, SHIFT)
+    a, b = moving_texture(128), moving_texture(128, SHIFT)
     flow = dis_flow(a, b)
     assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
     assert interior_error(flow, SHIFT) < 0.5
@@ -58,7 +45,7 @@ def test_dis_recovers_subpixel_translation():
 
 def test_raft_sintel_recovers_subpixel_translation(sintel):
     model = load_raft(sintel)
-    frames = np.stack([texture(128), texture(128, SHIFT)])
+    frames = np.stack([moving_texture(128), moving_texture(128, SHIFT)])
     flows = dict(raft_pair_flows(model, frames, [(0, 1), (1, 0)], iters=8, batch_size=2))
     assert interior_error(flows[0], SHIFT) < 0.25
     assert interior_error(flows[1], (-SHIFT[0], -SHIFT[1])) < 0.25
@@ -67,20 +54,22 @@ def test_raft_sintel_recovers_subpixel_translation(sintel):
 def test_raft_small_loads_and_matches_torchvision_forward(small_weights):
     """Our refinement loop (cached encodings, final upsampling) equals torchvision's forward."""
     model = load_raft(small_weights, small=True)
-    frames = np.stack([texture(64, seed=1), texture(64, SHIFT, seed=1), texture(64, (4.0, 1.0), seed=1)])
+    frames = np.stack(
+        [moving_texture(64, seed=1), moving_texture(64, SHIFT, seed=1), moving_texture(64, (4.0, 1.0), seed=1)]
+    )
     pairs = [(0, 1), (2, 1)]
     ours = dict(raft_pair_flows(model, frames, pairs, iters=4, batch_size=2))
     x = to_input(frames)
     with torch.no_grad():
         for k, (i, j) in enumerate(pairs):
-            ref = model(x[i:i + 1], x[j:j + 1], num_flow_updates=4)[-1][0, :, :64, :64].permute(1, 2, 0).numpy()
+            ref = model(x[i : i + 1], x[j : j + 1], num_flow_updates=4)[-1][0, :, :64, :64].permute(1, 2, 0).numpy()
             np.testing.assert_allclose(ours[k], ref, atol=1e-3)
 
 
 def test_raft_pads_to_multiples_of_8_and_min_size(small_weights):
     model = load_raft(small_weights, small=True)
-    frames = np.stack([texture(100)[:, :90], texture(100, SHIFT)[:, :90]])
-    (k, flow), = raft_pair_flows(model, frames, [(0, 1)], iters=6)
+    frames = np.stack([moving_texture(100)[:, :90], moving_texture(100, SHIFT)[:, :90]])
+    ((k, flow),) = raft_pair_flows(model, frames, [(0, 1)], iters=6)
     assert flow.shape == (100, 90, 2)
     assert interior_error(flow, SHIFT) < 0.5
 
@@ -105,7 +94,7 @@ def test_wrong_architecture_is_rejected(tmp_path, small_weights):
 
 
 def test_dis_store_round_trip_and_window_clipping(tmp_path):
-    frames = np.stack([texture(64, (1.5 * t, 0.5 * t), seed=2) for t in range(4)])
+    frames = np.stack([moving_texture(64, (1.5 * t, 0.5 * t), seed=2) for t in range(4)])
     out = tmp_path / "flow" / "vid"
     with pytest.warns(UserWarning, match="window 10 exceeds the 4 frames"):
         compute_flows(frames, out, "dis", window=10, progress=False)
@@ -118,10 +107,17 @@ def test_dis_store_round_trip_and_window_clipping(tmp_path):
 
 
 def test_raft_store_records_weights_and_iters(tmp_path, small_weights):
-    frames = np.stack([texture(64, (2.0 * t, -1.0 * t), seed=3) for t in range(3)])
+    frames = np.stack([moving_texture(64, (2.0 * t, -1.0 * t), seed=3) for t in range(3)])
     out = tmp_path / "vid"
-    compute_flows(frames, out, "raft", window=1, device="auto", progress=False,
-                  raft={"weights": small_weights, "small": True, "iters": 5, "batch_size": 3})
+    compute_flows(
+        frames,
+        out,
+        "raft",
+        window=1,
+        device="auto",
+        progress=False,
+        raft={"weights": small_weights, "small": True, "iters": 5, "batch_size": 3},
+    )
     store = FlowStore(out)
     assert store.pairs == [(0, 1), (1, 0), (1, 2), (2, 1)]
     assert store.meta["weights"] == str(small_weights.resolve()) and store.meta["iters"] == 5
@@ -138,8 +134,9 @@ def test_flow_accuracy_tool_scores_an_exact_flow_as_zero_and_a_wrong_one_as_its_
     from omnitrack.tools.flow_accuracy import endpoint_errors, sweep_pairs
 
     assert sweep_pairs(5, 16) == [(0, 1), (0, 2), (0, 3), (0, 4), (4, 3), (4, 2), (4, 1), (4, 0)]
-    points = np.array([[[10.2, 20.7], [13.2, 18.7], [0.0, 0.0]],
-                       [[30.5, 5.5], [33.5, 3.5], [36.5, 1.5]]], np.float32)  # [N=2, T=3, 2], moving (3, -2)/frame
+    points = np.array(
+        [[[10.2, 20.7], [13.2, 18.7], [0.0, 0.0]], [[30.5, 5.5], [33.5, 3.5], [36.5, 1.5]]], np.float32
+    )  # [N=2, T=3, 2], moving (3, -2)/frame
     occluded = np.array([[False, False, True], [False, False, False]])
     flow = np.zeros((40, 48, 2), np.float32)
     flow[...] = (3.0, -2.0)

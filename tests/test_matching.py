@@ -3,8 +3,7 @@ import pytest
 
 from omnitrack.errors import CacheError
 from omnitrack.features.descriptors import compute_features
-from omnitrack.features.matching import (coherence_filter, load_matches, long_term_matches, match_defaults,
-                                        save_matches)
+from omnitrack.features.matching import coherence_filter, load_matches, long_term_matches, match_defaults, save_matches
 from tests.textures import texture
 
 CELL = 8
@@ -16,7 +15,7 @@ def shifted_video(shifts, height=128, width=160, seed=0):
     shifts = np.asarray(shifts)
     pad = int(np.abs(shifts).max())
     big = texture(height + 2 * pad, width + 2 * pad, seed=seed)
-    return np.stack([big[pad - dy:pad - dy + height, pad - dx:pad - dx + width] for dx, dy in shifts])
+    return np.stack([big[pad - dy : pad - dy + height, pad - dx : pad - dx + width] for dx, dy in shifts])
 
 
 def test_rigid_shift_gives_many_correct_matches():
@@ -97,6 +96,7 @@ def test_matches_file_roundtrip_and_validation(tmp_path):
         save_matches(path, frames.astype(np.float32), points, [0.9, 0.8])
 
     from omnitrack.io import save_npz
+
     bad = tmp_path / "bad.npz"
     save_npz(bad, frames=np.int32([[5, 3]]), points=np.zeros((1, 4), np.float32), score=np.ones(1, np.float32))
     with pytest.raises(CacheError, match=f"{bad}.*a < b"):

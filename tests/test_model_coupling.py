@@ -60,7 +60,9 @@ def test_gradcheck_query_and_knots(inverse):
     s = torch.sigmoid(torch.randn(40, 10, generator=g, dtype=torch.float64))
     xk, yk = knots(s)
     # queries in every segment, away from knots (the map is only piecewise differentiable)
-    q = torch.cat([torch.linspace(-3, 3, 36, dtype=torch.float64), torch.tensor([-9.0, -5.0, 5.0, 9.0], dtype=torch.float64)])
+    q = torch.cat(
+        [torch.linspace(-3, 3, 36, dtype=torch.float64), torch.tensor([-9.0, -5.0, 5.0, 9.0], dtype=torch.float64)]
+    )
     a, b = (yk, xk) if inverse else (xk, yk)
     q = (couple(q, s) if inverse else q).detach()
     dist = (q.unsqueeze(1) - a).abs().min(1).values
@@ -159,5 +161,6 @@ def test_gradcheck_plane_sample():
     table = torch.randn(16 + 64, 3, generator=g, dtype=torch.float64, requires_grad=True)
     a = (torch.randn(25, generator=g, dtype=torch.float64) * 1.5).requires_grad_()
     b = (torch.randn(25, generator=g, dtype=torch.float64) * 1.5).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t, a, b: PlaneSample.apply(t, a, b, [4, 8]), (table, a, b),
-                                    eps=1e-7, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda t, a, b: PlaneSample.apply(t, a, b, [4, 8]), (table, a, b), eps=1e-7, atol=1e-6
+    )

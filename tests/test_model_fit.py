@@ -1,5 +1,6 @@
 """The nvp fit end to end on tiny synthetic videos: accuracy, short videos, checkpoints, resume, NaN."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,15 +18,25 @@ from omnitrack.errors import InputError
 from omnitrack.model import Tracker, TrainingError, default_config, fit, fit_video, predict
 from omnitrack.model.checkpoint import partial_path, read_checkpoint
 from omnitrack.model.synthetic import make_video, write_inputs
+from tests.shared import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS_SMALL_OBJECT = 300
 
 
 def small_config(**kw):
     cfg = default_config("cpu")
-    cfg.update(num_pairs=4, num_points=128, match_pairs=4, match_points=16, progress=False,
-               plane_res=[8, 32], feature_dim=16, hidden=[32, 16], device="cpu", threads=1)
+    cfg.update(
+        num_pairs=4,
+        num_points=128,
+        match_pairs=4,
+        match_points=16,
+        progress=False,
+        plane_res=[8, 32],
+        feature_dim=16,
+        hidden=[32, 16],
+        device="cpu",
+        threads=1,
+    )
     cfg.update(kw)
     return cfg
 
@@ -36,8 +47,11 @@ def video12(tmp_path_factory):
     out = tmp_path_factory.mktemp("v12")
     video = make_video(12, 48, 48, v_front=(1.0, 0.5), v_back=(-0.5, 0.0))
     inputs = write_inputs(video, out, num_matches=8)
-    save_frames(out / "frames.npz", inputs["frames"], {"video": "v12", "source": "synthetic", "fps": 10,
-                                                      "source_size": [48, 48], "has_gt": True})
+    save_frames(
+        out / "frames.npz",
+        inputs["frames"],
+        {"video": "v12", "source": "synthetic", "fps": 10, "source_size": [48, 48], "has_gt": True},
+    )
     return video, inputs, out / "frames.npz"
 
 
@@ -50,8 +64,7 @@ def params(tracker_or_path):
 def test_translating_texture_is_tracked_accurately(tmp_path):
     video = make_video(12, 64, 64, v_front=(1.5, -0.5), v_back=(1.5, -0.5))  # one rigid translation
     inputs = write_inputs(video, tmp_path)
-    tracker = fit(inputs["frames"], small_config(steps=250, num_pairs=8, num_points=256),
-                  masks_dir=inputs["masks_dir"])
+    tracker = fit(inputs["frames"], small_config(steps=250, num_pairs=8, num_points=256), masks_dir=inputs["masks_dir"])
     q = np.array([[0, 30.5, 20.5], [6, 40.0, 33.0], [11, 25.25, 50.75]])
     tracks, occ = tracker.track(q)
     gt, gt_occ = video.track(q)
@@ -66,7 +79,11 @@ def test_small_independently_moving_object_is_tracked(tmp_path):
     at this budget); the motion-separated depth start and error-driven sampling (off in both presets) track it."""
     video = make_video(12, 64, 64, side=14, corner0=(8, 20), v_front=(3.0, 1.0), v_back=(-0.5, 0.25))
     inputs = write_inputs(video, tmp_path)
-    tracker = fit(inputs["frames"], small_config(steps=STEPS_SMALL_OBJECT, motion_init_sep=0.3, error_sampling=True), masks_dir=inputs["masks_dir"])
+    tracker = fit(
+        inputs["frames"],
+        small_config(steps=STEPS_SMALL_OBJECT, motion_init_sep=0.3, error_sampling=True),
+        masks_dir=inputs["masks_dir"],
+    )
     ys, xs = np.meshgrid(np.arange(21, 34, 2.0), np.arange(9, 22, 2.0), indexing="ij")
     q = np.stack([np.zeros(ys.size), ys.ravel(), xs.ravel()], 1)
     tracks, _ = tracker.track(q)
@@ -79,8 +96,9 @@ def test_twelve_frame_video_fits_and_tracks(video12, tmp_path):
     video, inputs, frames_path = video12
     ck = tmp_path / "model.pt"
     loss = tmp_path / "loss.csv"
-    tracker = fit_video(frames_path, inputs["masks_dir"], inputs["matches_path"], ck, small_config(steps=20),
-                        loss_path=loss)
+    tracker = fit_video(
+        frames_path, inputs["masks_dir"], inputs["matches_path"], ck, small_config(steps=20), loss_path=loss
+    )
     assert isinstance(tracker, Tracker) and ck.exists() and not partial_path(ck).exists()
     history = pd.read_csv(loss)
     assert history.step.tolist() == list(range(10, 21, 10)) and np.isfinite(history.loss).all()
@@ -95,36 +113,40 @@ def test_twelve_frame_video_fits_and_tracks(video12, tmp_path):
     np.testing.assert_allclose(grid[1, 2, 3], [16.5, 8.5])
 
 
-def test_existing_final_checkpoint_is_reused(video12, tmp_path):
+def test_existing_final_checkpoint_is_reused(video12, tmp_path, caplog):
     _, inputs, frames_path = video12
     ck = tmp_path / "model.pt"
     fit_video(frames_path, inputs["masks_dir"], None, ck, small_config(steps=5))
     stamp = ck.stat().st_mtime_ns
-    messages = []
-    fit(frames_path, small_config(steps=5), masks_dir=inputs["masks_dir"], checkpoint_path=ck, log=messages.append)
-    assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
+    caplog.set_level(logging.INFO, logger="omnitrack")
+    caplog.clear()
+    fit(frames_path, small_config(steps=5), masks_dir=inputs["masks_dir"], checkpoint_path=ck)
+    assert ck.stat().st_mtime_ns == stamp and "not refitting" in caplog.messages[0]
 
 
-def test_inference_keys_come_from_the_caller_and_do_not_refit(video12, tmp_path):
+def test_inference_keys_come_from_the_caller_and_do_not_refit(video12, tmp_path, caplog):
     """occlusion_margin is read at inference only: predict() takes it from the caller (the workflow's
     config), and a fit asked with another margin reuses the fitted model."""
     _, inputs, frames_path = video12
     ck = tmp_path / "model.pt"
     fit_video(frames_path, inputs["masks_dir"], None, ck, small_config(steps=5, occlusion_margin=0.1))
-    q = np.stack(np.meshgrid(np.arange(12), np.arange(4, 48, 8) + 0.5, np.arange(4, 48, 8) + 0.5,
-                             indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
+    q = (
+        np.stack(np.meshgrid(np.arange(12), np.arange(4, 48, 8) + 0.5, np.arange(4, 48, 8) + 0.5, indexing="ij"), -1)
+        .reshape(-1, 3)
+        .astype(np.float32)
+    )
     _, occ_default = predict(ck, q)
     _, occ_never = predict(ck, q, inference={"occlusion_margin": 10.0})
     _, occ_always = predict(ck, q, inference={"occlusion_margin": -10.0})
-    inside = ~occ_never                       # margin 10: only points outside the frame stay occluded
+    inside = ~occ_never  # margin 10: only points outside the frame stay occluded
     assert occ_always.sum() > occ_default.sum() >= occ_never.sum() and (occ_always | ~inside).mean() > 0.9
     with pytest.raises(ValueError, match=r"\['steps'\] are not inference keys"):
         predict(ck, q, inference={"steps": 3})
     stamp = ck.stat().st_mtime_ns
-    messages = []
-    fit(frames_path, small_config(steps=5, occlusion_margin=0.5), masks_dir=inputs["masks_dir"], checkpoint_path=ck,
-        log=messages.append)
-    assert ck.stat().st_mtime_ns == stamp and "not refitting" in messages[0]
+    caplog.set_level(logging.INFO, logger="omnitrack")
+    caplog.clear()
+    fit(frames_path, small_config(steps=5, occlusion_margin=0.5), masks_dir=inputs["masks_dir"], checkpoint_path=ck)
+    assert ck.stat().st_mtime_ns == stamp and "not refitting" in caplog.messages[0]
 
 
 def test_checkpoint_of_another_video_is_rejected(video12, tmp_path):
@@ -154,8 +176,12 @@ def test_nan_loss_stops_naming_step_and_term(video12, tmp_path, monkeypatch):
     monkeypatch.setattr(fit_module, "flow_losses", poisoned)
     ck = tmp_path / "model.pt"
     with pytest.raises(TrainingError, match=r"step 7: loss term 'depth_pred' is nan.*model\.pt\.partial \(step 5\)"):
-        fit(inputs["frames"], small_config(steps=20, checkpoint_every=5), masks_dir=inputs["masks_dir"],
-            checkpoint_path=ck)
+        fit(
+            inputs["frames"],
+            small_config(steps=20, checkpoint_every=5),
+            masks_dir=inputs["masks_dir"],
+            checkpoint_path=ck,
+        )
     assert read_checkpoint(partial_path(ck))["step"] == 5 and not ck.exists()
 
 
@@ -167,7 +193,7 @@ fit_video(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.arg
 """
 
 
-def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path):
+def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path, caplog):
     import json
 
     _, inputs, frames_path = video12
@@ -177,9 +203,21 @@ def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path):
 
     ck = tmp_path / "model.pt"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(frames_path), str(inputs["masks_dir"]),
-                             str(inputs["matches_path"]), str(ck), json.dumps(cfg)],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(frames_path),
+            str(inputs["masks_dir"]),
+            str(inputs["matches_path"]),
+            str(ck),
+            json.dumps(cfg),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not partial_path(ck).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -190,10 +228,11 @@ def test_sigterm_then_resume_equals_uninterrupted_run(video12, tmp_path):
     stopped = read_checkpoint(partial_path(ck))["step"]
     assert 0 < stopped < 60 and not ck.exists()
 
-    messages = []
-    resumed = fit(frames_path, cfg, masks_dir=inputs["masks_dir"], matches_path=inputs["matches_path"],
-                  checkpoint_path=ck, log=messages.append)
-    assert any(f"resuming at step {stopped}" in m for m in messages)
+    caplog.set_level(logging.INFO, logger="omnitrack")
+    resumed = fit(
+        frames_path, cfg, masks_dir=inputs["masks_dir"], matches_path=inputs["matches_path"], checkpoint_path=ck
+    )
+    assert any(f"resuming at step {stopped}" in m for m in caplog.messages)
     a, b = params(whole), params(resumed)
     assert a["depth.initial"].std() > 0  # the start is not constant: resuming must not replace it
     assert a.keys() == b.keys()
@@ -210,11 +249,15 @@ def test_same_seed_same_parameters_different_seed_differs(video12):
     assert not torch.equal(p[0]["deformer.planes"], p[2]["deformer.planes"])
 
 
-def test_chained_flow_matches_feed_the_match_loss(video12):
+def test_chained_flow_matches_feed_the_match_loss(video12, caplog):
     _, inputs, frames_path = video12
-    messages = []
-    tracker = fit(frames_path, small_config(steps=3, log_every=1, chain_match_stride=8, chain_match_min_gap=2),
-                  masks_dir=inputs["masks_dir"], matches_path=None, log=messages.append)
-    count = next(int(m.split(":")[1].split()[0]) for m in messages if m.startswith("chained-flow matches:"))
+    caplog.set_level(logging.INFO, logger="omnitrack")
+    tracker = fit(
+        frames_path,
+        small_config(steps=3, log_every=1, chain_match_stride=8, chain_match_min_gap=2),
+        masks_dir=inputs["masks_dir"],
+        matches_path=None,
+    )
+    count = next(int(m.split(":")[1].split()[0]) for m in caplog.messages if m.startswith("chained-flow matches:"))
     assert count > 0
     assert all("match" in row for row in tracker.history)  # without any matches there is no match term

@@ -21,8 +21,16 @@ from omnitrack.model.synthetic import make_video, write_inputs
 
 def cfg(**kw):
     c = default_config("cpu")
-    c.update(num_pairs=4, num_points=64, progress=False, plane_res=[8, 32], feature_dim=16, hidden=[32, 16],
-             threads=1, steps=3)
+    c.update(
+        num_pairs=4,
+        num_points=64,
+        progress=False,
+        plane_res=[8, 32],
+        feature_dim=16,
+        hidden=[32, 16],
+        threads=1,
+        steps=3,
+    )
     c.update(kw)
     return c
 
@@ -78,7 +86,9 @@ def test_scene_bound_rule():
 
 def test_masks_of_another_size_are_rejected(small):
     _, inputs = small
-    with pytest.raises(InputError, match=r"masks: holds flows of a 24-frame 40x40 video, the frames are 24 frames of 48x40"):
+    with pytest.raises(
+        CacheError, match=r"masks: holds flows of a 24-frame 40x40 video, the frames are 24 frames of 48x40"
+    ):
         load_masks(inputs["masks_dir"], 24, 40, 48)
     with pytest.raises(InputError, match="no masks directory was given"):
         fit(inputs["frames"], cfg())
@@ -109,7 +119,9 @@ def test_nan_depth_is_rejected(small):
     _, inputs = small
     depth = np.ones((24, 40, 40), np.float32)
     depth[7, 3, 3] = np.nan
-    with pytest.raises(InputError, match=r"depth \(array argument\): depth maps contain NaN or inf \(in frames \[7\]\)"):
+    with pytest.raises(
+        InputError, match=r"depth \(array argument\): depth maps contain NaN or inf \(in frames \[7\]\)"
+    ):
         fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], depth=depth)
 
 
@@ -128,22 +140,30 @@ def test_a_start_that_varies_per_pixel_is_averaged_over_each_cell(small):
     value of the pixel under the cell's centre, which would alias it to 1 or 2."""
     _, inputs = small
     checker = (np.indices((40, 40)).sum(0) % 2 + 1).astype(np.float32)
-    tracker = fit(inputs["frames"], cfg(steps=1), masks_dir=inputs["masks_dir"],
-                  depth=np.broadcast_to(checker, (24, 40, 40)).copy())
+    tracker = fit(
+        inputs["frames"],
+        cfg(steps=1),
+        masks_dir=inputs["masks_dir"],
+        depth=np.broadcast_to(checker, (24, 40, 40)).copy(),
+    )
     init = tracker.scene.depth.initial.numpy()
     assert init.shape == (24, 12, 12)
     assert np.all((init > 1.3) & (init < 1.7)) and abs(init.mean() - 1.5) < 0.01
 
 
-def test_empty_matches_fall_back_to_no_match_loss(small, tmp_path):
+def test_empty_matches_fall_back_to_no_match_loss(small, tmp_path, caplog):
     _, inputs = small
     path = tmp_path / "matches.npz"
-    save_npz(path, frames=np.zeros((0, 2), np.int32), points=np.zeros((0, 4), np.float32), score=np.zeros(0, np.float32))
-    messages = []
-    fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path, log=messages.append)
-    assert any("holds no matches; fitting without the long-term match loss" in m for m in messages)
-    save_npz(path, frames=np.array([[0, 30]], np.int32), points=np.zeros((1, 4), np.float32), score=np.ones(1, np.float32))
-    with pytest.raises(InputError, match=r"matches\.npz: match frame ids reach 30, the video has 24 frames"):
+    save_npz(
+        path, frames=np.zeros((0, 2), np.int32), points=np.zeros((0, 4), np.float32), score=np.zeros(0, np.float32)
+    )
+    fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path)
+    assert [r.levelname for r in caplog.records if "holds no matches" in r.getMessage()] == ["WARNING"]
+    assert "matches.npz holds no matches; fitting without the long-term match loss" in caplog.text
+    save_npz(
+        path, frames=np.array([[0, 30]], np.int32), points=np.zeros((1, 4), np.float32), score=np.ones(1, np.float32)
+    )
+    with pytest.raises(CacheError, match=r"matches\.npz: match frame ids reach 30, the video has 24 frames"):
         fit(inputs["frames"], cfg(), masks_dir=inputs["masks_dir"], matches_path=path)
 
 
@@ -160,7 +180,9 @@ def test_pixels_drawn_from_reliable_mask_with_count_weights(tmp_path):
     counts[:, 0, 0], counts[:, 0, 1], counts[:, 3, 3] = 0, 3, 8
     np.save(tmp_path / "m" / "mask.npy", mask)
     np.save(tmp_path / "m" / "counts.npy", counts)
-    sampler = FlowSampler(*load_masks(tmp_path / "m", t, h, w), cfg(num_pairs=8, num_points=4000, min_valid_fraction=0.0))
+    sampler = FlowSampler(
+        *load_masks(tmp_path / "m", t, h, w), cfg(num_pairs=8, num_points=4000, min_valid_fraction=0.0)
+    )
     batch = sampler.sample(0, np.random.default_rng(0))
     pix = (batch.p1[..., 1] - 0.5) * w + (batch.p1[..., 0] - 0.5)
     freq = np.bincount(pix.astype(int).ravel(), minlength=h * w) / pix.size
@@ -188,8 +210,9 @@ def test_sampling_reads_only_the_drawn_pixels(tmp_path):
 
 def test_curriculum_window_grows_from_the_middle(small):
     _, inputs = small
-    sampler = FlowSampler(*load_masks(inputs["masks_dir"], 24, 40, 40),
-                          cfg(curriculum_start=8, curriculum_inc=8, curriculum_every=10))
+    sampler = FlowSampler(
+        *load_masks(inputs["masks_dir"], 24, 40, 40), cfg(curriculum_start=8, curriculum_inc=8, curriculum_every=10)
+    )
     assert sampler.window(0) == (8, 16) and sampler.window(10) == (4, 20) and sampler.window(25) == (0, 24)
     batch = sampler.sample(0, np.random.default_rng(2))
     assert ((batch.fi >= 8) & (batch.fi < 16)).all()
@@ -197,8 +220,9 @@ def test_curriculum_window_grows_from_the_middle(small):
 
 def test_match_sampler_fixed_count_per_pair():
     frames = np.array([[0, 10]] * 50 + [[2, 15]] * 5 + [[3, 20]] * 2)
-    points = np.concatenate([np.tile([1, 2, 3, 4], (50, 1)), np.tile([5, 6, 7, 8], (5, 1)),
-                             np.tile([9, 9, 9, 9], (2, 1))]).astype(np.float32)
+    points = np.concatenate(
+        [np.tile([1, 2, 3, 4], (50, 1)), np.tile([5, 6, 7, 8], (5, 1)), np.tile([9, 9, 9, 9], (2, 1))]
+    ).astype(np.float32)
     sampler = MatchSampler(frames, points, 24, cfg(match_pairs=64, match_points=16, match_min=4))
     assert len(sampler) == 2  # the pair with 2 matches is dropped, the small pair does not shrink the batch
     b = sampler.sample(np.random.default_rng(3))
@@ -226,8 +250,15 @@ def test_error_sampling_draws_high_error_cells_more_often(tmp_path):
             wr.put(k, np.zeros((h, w, 2)))
     np.save(tmp_path / "m" / "mask.npy", np.ones((len(pairs), h, w), np.uint8))
     np.save(tmp_path / "m" / "counts.npy", np.zeros((t, h, w), np.uint16))
-    c = cfg(num_pairs=16, num_points=4000, min_valid_fraction=0.0, error_sampling=True, error_cell=4,
-            error_floor=1.0, error_ema=0.5)
+    c = cfg(
+        num_pairs=16,
+        num_points=4000,
+        min_valid_fraction=0.0,
+        error_sampling=True,
+        error_cell=4,
+        error_floor=1.0,
+        error_ema=0.5,
+    )
     sampler = FlowSampler(*load_masks(tmp_path / "m", t, h, w), c)
     assert sampler.error.shape == (t, 4) and (sampler.error < 0).all()
     fi = np.arange(t)
@@ -257,8 +288,10 @@ def test_motion_start_puts_the_independently_moving_square_nearer(tmp_path):
     ys, xs = (np.arange(dh) + 0.5) * 64 / dh, (np.arange(dw) + 0.5) * 64 / dw
     for t in (0, 6, 11):
         lo, hi = video.square(t)
-        inner = ((xs[None] > lo[0] + 4) & (xs[None] < hi[0] - 4) & (ys[:, None] > lo[1] + 4) & (ys[:, None] < hi[1] - 4))
-        outer = ~((xs[None] > lo[0] - 4) & (xs[None] < hi[0] + 4) & (ys[:, None] > lo[1] - 4) & (ys[:, None] < hi[1] + 4))
+        inner = (xs[None] > lo[0] + 4) & (xs[None] < hi[0] - 4) & (ys[:, None] > lo[1] + 4) & (ys[:, None] < hi[1] - 4)
+        outer = ~(
+            (xs[None] > lo[0] - 4) & (xs[None] < hi[0] + 4) & (ys[:, None] > lo[1] - 4) & (ys[:, None] < hi[1] + 4)
+        )
         assert np.median(depth[t][inner]) < 0.75 and np.median(depth[t][outer]) == 1.0
     flat = motion_depth(store, mask, dh, dw, cfg(motion_init_sep=0.0))
     assert (flat == 1.0).all()

@@ -54,8 +54,11 @@ def test_gradcheck():
     (q, a, b), table, frames, tail = inputs(3, b=2, q=6, hidden=(5, 4))
     for inverse in (False, True):
         assert torch.autograd.gradcheck(
-            lambda q, a, b, t, *tail: CouplingLayer.apply(q, a, b, t, frames, SIZES, inverse, *tail),
-            (q, a, b, table, *tail), eps=1e-7, atol=1e-6)
+            lambda q, a, b, t, *tail, inverse=inverse: CouplingLayer.apply(q, a, b, t, frames, SIZES, inverse, *tail),
+            (q, a, b, table, *tail),
+            eps=1e-7,
+            atol=1e-6,
+        )
 
 
 def test_deterministic_on_cpu():

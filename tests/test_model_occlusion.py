@@ -7,6 +7,7 @@ background; without it the depth test never fires.
 
 import numpy as np
 import pytest
+
 from omnitrack.model import default_config, fit
 from omnitrack.model.synthetic import make_video, write_inputs
 
@@ -21,8 +22,17 @@ def scene(tmp_path_factory):
 
 def occlusion_rates(video, inputs, w_order):
     cfg = default_config("cpu")
-    cfg.update(steps=300, num_pairs=8, num_points=256, w_depth_order=w_order, progress=False,
-               plane_res=[8, 32], feature_dim=16, hidden=[32, 16], threads=1)
+    cfg.update(
+        steps=300,
+        num_pairs=8,
+        num_points=256,
+        w_depth_order=w_order,
+        progress=False,
+        plane_res=[8, 32],
+        feature_dim=16,
+        hidden=[32, 16],
+        threads=1,
+    )
     tracker = fit(inputs["frames"], cfg, masks_dir=inputs["masks_dir"])
     # the hinge separates covered points by order_margin and a constant start gives no other
     # separation, so occlusion is read at that margin (the default 0.1 suits layered depth starts)

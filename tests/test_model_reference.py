@@ -91,8 +91,9 @@ def test_gradcheck_interp(inverse):
     s = torch.sigmoid(torch.randn(40, 10, generator=g, dtype=torch.float64))
     xk, yk = knots(s)
     a, b = (yk, xk) if inverse else (xk, yk)
-    q = torch.cat([torch.linspace(-3, 3, 36, dtype=torch.float64),
-                   torch.tensor([-9.0, -5.0, 5.0, 9.0], dtype=torch.float64)])
+    q = torch.cat(
+        [torch.linspace(-3, 3, 36, dtype=torch.float64), torch.tensor([-9.0, -5.0, 5.0, 9.0], dtype=torch.float64)]
+    )
     assert (q.unsqueeze(1) - a).abs().min() > 1e-4  # away from the knots (piecewise differentiable)
     args = (q.requires_grad_(), a.clone().requires_grad_(), b.clone().requires_grad_())
     assert torch.autograd.gradcheck(InterpGrad.apply, args, eps=1e-6, atol=1e-6)

@@ -58,8 +58,9 @@ def browser():
 def test_track_videos_and_plots_are_written(built):
     vis = built / "results/synthetic/visualise/chain"
     names = sorted(p.name for p in vis.iterdir())
-    assert names == [f"synth_00{i}.{m}.{ext}" for i in (0, 1) for m in ("first", "strided")
-                     for ext in ("html", "mp4", "webp")]
+    assert names == [
+        f"synth_00{i}.{m}.{ext}" for i in (0, 1) for m in ("first", "strided") for ext in ("html", "mp4", "webp")
+    ]
     reader = imageio_ffmpeg.read_frames(str(vis / "synth_000.first.mp4"))
     meta = next(reader)
     assert sum(1 for _ in reader) == 12  # every frame of the tiny video
@@ -79,11 +80,15 @@ def open_result(b: Browser, report: Path, category: str, row: int = 1) -> None:
 
 
 def visible_box(b: Browser, xpath: str) -> dict:
-    return b.wait_for("""
+    return b.wait_for(
+        """
         const el = document.evaluate(arguments[0], document, null, 9, null).singleNodeValue;
         if (!el) return null;
         const r = el.getBoundingClientRect();
-        return r.width > 50 && r.height > 50 ? {x: r.x, y: r.y, w: r.width, h: r.height} : null;""", 30, xpath)
+        return r.width > 50 && r.height > 50 ? {x: r.x, y: r.y, w: r.width, h: r.height} : null;""",
+        30,
+        xpath,
+    )
 
 
 def test_report_renders_summary_plots_and_previews(built, browser, tmp_path):
@@ -140,5 +145,5 @@ def test_report_renders_summary_plots_and_previews(built, browser, tmp_path):
     assert (img["w"], img["h"]) == (preview.shape[1], preview.shape[0]) and img["video"]
     # the preview's pixels are on the screenshot: textured, not a blank or broken-image box
     x0, y0 = int(frame["x"] + img["x"]), int(frame["y"] + img["y"])
-    region = shot[y0 + 20:y0 + int(img["bh"]) - 5, x0 + 5:x0 + int(img["bw"]) - 5, :3]
+    region = shot[y0 + 20 : y0 + int(img["bh"]) - 5, x0 + 5 : x0 + int(img["bw"]) - 5, :3]
     assert region.size > 0 and region.std() > 15, (x0, y0, region.shape)

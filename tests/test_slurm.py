@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from omnitrack.faults import ENV_VAR, MARKER_DIR, InjectedFault, fail_once
+from omnitrack.workflow.faults import ENV_VAR, MARKER_DIR, InjectedFault, fail_once
 from tests.workflow_utils import REPO, TINY, make_workdir, snakemake
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
@@ -45,7 +45,9 @@ OVERLAY = {  # the test cluster: no accounting daemon, no accounts, partitions c
     "default-resources": {"slurm_partition": "cpu", "mem_mb": 500, "runtime": 10},
 }
 # rule jobs log under rule_<rule>/, group jobs under group_<group>_<its rules, truncated>.../
-SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: .*?/(rule_\w+|group_[A-Za-z0-9]+)[^/]*/")
+SUBMITTED = re.compile(
+    r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: .*?/(rule_\w+|group_[A-Za-z0-9]+)[^/]*/"
+)
 
 
 def submissions(text: str) -> list[tuple[str, str, str]]:
@@ -101,13 +103,24 @@ def slurm_workdir(tmp: Path) -> Path:
 
 
 def slurm_cmd(*args: str) -> list[str]:
-    return ["timeout", "-s", "KILL", str(RUN_TIMEOUT), SNAKEMAKE, "--cores", "2",
-            "--profile", "profiles/slurm", "--profile", "profiles/slurm-test", *args]
+    return [
+        "timeout",
+        "-s",
+        "KILL",
+        str(RUN_TIMEOUT),
+        SNAKEMAKE,
+        "--cores",
+        "2",
+        "--profile",
+        "profiles/slurm",
+        "--profile",
+        "profiles/slurm-test",
+        *args,
+    ]
 
 
 def run_slurm(work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(slurm_cmd(*args), cwd=work, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(slurm_cmd(*args), cwd=work, capture_output=True, text=True, env={**os.environ, **(env or {})})
     proc.text = proc.stdout + proc.stderr
     return proc
 
@@ -214,8 +227,14 @@ def test_a_cancelled_job_is_reported_and_a_rerun_completes(slurm_run, local_refe
     work, _ = slurm_run
     video = json.loads((work / "results/synthetic/manifest.json").read_text())["videos"][0]
     target = CANCEL_TARGET.format(video=video)
-    proc = subprocess.Popen(slurm_cmd("--forcerun", LONGEST_RULE, "--retries", "0", target), cwd=work,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        slurm_cmd("--forcerun", LONGEST_RULE, "--retries", "0", target),
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         jobid = running_job(LONGEST_RULE, time.monotonic() + RUN_TIMEOUT / 2)
         assert jobid, f"no {LONGEST_RULE} job ever ran"

@@ -77,7 +77,7 @@ def test_tracked_colour_is_constant_while_visible(scenes):
                 c0, r0 = np.floor(tracks[n, t] - 0.5).astype(int)
                 if c0 < 0 or r0 < 0 or c0 > w - 2 or r0 > h - 2:
                     continue
-                if not np.all(front[t, r0:r0 + 2, c0:c0 + 2] == s["track_layer"][n]):
+                if not np.all(front[t, r0 : r0 + 2, c0 : c0 + 2] == s["track_layer"][n]):
                     continue
                 cols.append(bilinear(video[t], tracks[n, t][None])[0])
                 cols_shifted.append(bilinear(video[t], tracks[n, t][None] + [2.0, 0.0])[0])

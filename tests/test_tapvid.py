@@ -6,18 +6,21 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
 from omnitrack.data.tapvid import load_tapvid, sample_queries, split_tapvid
 from omnitrack.errors import InputError
 from omnitrack.io import load_npz
+from tests.shared import shared_file
 
 
 def _example(t=6, n=4, h=24, w=32, seed=0):
     rng = np.random.default_rng(seed)
     occ = rng.random((n, t)) < 0.3
     occ[:, 0] = False
-    return {"video": rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8),
-            "points": rng.uniform(0, 1, (n, t, 2)).astype(np.float32), "occluded": occ}
+    return {
+        "video": rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8),
+        "points": rng.uniform(0, 1, (n, t, 2)).astype(np.float32),
+        "occluded": occ,
+    }
 
 
 def _dump(path, obj):
@@ -68,23 +71,32 @@ def test_kinetics_shards_with_jpeg_frames(tmp_path):
     assert sorted(load_tapvid(str(shards / "000[01]_of_0010.pkl"))) == sorted(out)  # a glob
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda e: [1, 2, 3], "video 'v': is a list, expected a dict"),
-    (lambda e: {"video": e["video"], "points": e["points"]}, r"video 'v': has no key \['occluded'\]"),
-    (lambda e: {**e, "video": e["video"].astype(np.float32)}, r"'video' is float32 .* expected uint8"),
-    (lambda e: {**e, "video": e["video"][..., 0]}, r"'video' is uint8 \(6, 24, 32\)"),
-    (lambda e: {**e, "points": e["points"][..., 0]}, r"'points' is float32 \(4, 6\), expected float \[N, T, 2\]"),
-    (lambda e: {**e, "occluded": e["occluded"][0]}, r"'occluded' is bool \(6,\), expected bool \[N, T\]"),
-    (lambda e: {**e, "occluded": e["occluded"][:3]}, r"'occluded' \(3, 6\) does not match 'points' \(4, 6\)"),
-    (lambda e: {**e, "video": e["video"][:5]}, "'points' has 6 frames but 'video' has 5"),
-    (lambda e: {**e, "video": e["video"][:1], "points": e["points"][:, :1], "occluded": e["occluded"][:, :1]},
-     "has 1 frame"),
-    (lambda e: {**e, "video": e["video"][:0], "points": e["points"][:, :0], "occluded": e["occluded"][:, :0]},
-     "has 0 frame"),
-    (lambda e: {**e, "points": np.where(np.arange(6)[None, :, None] == 2, np.nan, e["points"])},
-     r"'points' contains NaN \(first at track 0, frame 2\)"),
-    (lambda e: {**e, "points": e["points"] * 256}, r"visible 'points' span .* normalised to \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda e: [1, 2, 3], "video 'v': is a list, expected a dict"),
+        (lambda e: {"video": e["video"], "points": e["points"]}, r"video 'v': has no key \['occluded'\]"),
+        (lambda e: {**e, "video": e["video"].astype(np.float32)}, r"'video' is float32 .* expected uint8"),
+        (lambda e: {**e, "video": e["video"][..., 0]}, r"'video' is uint8 \(6, 24, 32\)"),
+        (lambda e: {**e, "points": e["points"][..., 0]}, r"'points' is float32 \(4, 6\), expected float \[N, T, 2\]"),
+        (lambda e: {**e, "occluded": e["occluded"][0]}, r"'occluded' is bool \(6,\), expected bool \[N, T\]"),
+        (lambda e: {**e, "occluded": e["occluded"][:3]}, r"'occluded' \(3, 6\) does not match 'points' \(4, 6\)"),
+        (lambda e: {**e, "video": e["video"][:5]}, "'points' has 6 frames but 'video' has 5"),
+        (
+            lambda e: {**e, "video": e["video"][:1], "points": e["points"][:, :1], "occluded": e["occluded"][:, :1]},
+            "has 1 frame",
+        ),
+        (
+            lambda e: {**e, "video": e["video"][:0], "points": e["points"][:, :0], "occluded": e["occluded"][:, :0]},
+            "has 0 frame",
+        ),
+        (
+            lambda e: {**e, "points": np.where(np.arange(6)[None, :, None] == 2, np.nan, e["points"])},
+            r"'points' contains NaN \(first at track 0, frame 2\)",
+        ),
+        (lambda e: {**e, "points": e["points"] * 256}, r"visible 'points' span .* normalised to \[0, 1\]"),
+    ],
+)
 def test_malformed_example(tmp_path, mutate, message):
     path = _dump(tmp_path / "bad.pkl", {"v": mutate(_example())})
     with pytest.raises(InputError, match=message) as err:
@@ -120,10 +132,10 @@ def _hand_tracks():
     t = 11
     points = np.stack([np.arange(t) * 10.0 + i for i in range(4)])[..., None] * [1.0, 0.5] + [0, 3]
     occ = np.zeros((4, t), bool)
-    occ[1, [0, 10]] = True      # visible at 5 only among the strided frames; first visible at 1
-    occ[2] = True               # never visible
+    occ[1, [0, 10]] = True  # visible at 5 only among the strided frames; first visible at 1
+    occ[2] = True  # never visible
     occ[3] = True
-    occ[3, [7, 10]] = False     # first visible at 7; strided at 10
+    occ[3, [7, 10]] = False  # first visible at 7; strided at 10
     return points.astype(np.float32), occ
 
 
@@ -158,8 +170,10 @@ def test_davis32_query_counts(shared_data):
     path = shared_file(shared_data, "tapvid/davis32_dev.pkl")
     data = load_tapvid(path)
     assert sorted(data) == ["car-roundabout", "cows", "dog", "motocross-jump"]
-    counts = {m: sum(len(sample_queries(v["points"] * 256, v["occluded"], m)[0]) for v in data.values())
-              for m in ("strided", "first")}
+    counts = {
+        m: sum(len(sample_queries(v["points"] * 256, v["occluded"], m)[0]) for v in data.values())
+        for m in ("strided", "first")
+    }
     assert counts == {"strided": 271, "first": 63}
 
 

@@ -38,7 +38,7 @@ CFG = {
 def _frames(seed, t=4, size=32):
     rng = np.random.default_rng(seed)
     base = cv2.GaussianBlur(rng.integers(0, 256, (size, size + 2 * t, 3)).astype(np.uint8), (5, 5), 1.5)
-    return np.stack([base[:, i:i + size] for i in range(t)])
+    return np.stack([base[:, i : i + size] for i in range(t)])
 
 
 def _frame_folder(path, seed):
@@ -59,8 +59,14 @@ def _video_file(path, seed):
 
 def _bench_pickle(path):
     rng = np.random.default_rng(1)
-    data = {name: {"video": _frames(i + 10), "points": rng.uniform(0.2, 0.8, (3, 4, 2)).astype(np.float32),
-                   "occluded": np.zeros((3, 4), bool)} for i, name in enumerate(["a.v1", "b c", "plain"])}
+    data = {
+        name: {
+            "video": _frames(i + 10),
+            "points": rng.uniform(0.2, 0.8, (3, 4, 2)).astype(np.float32),
+            "occluded": np.zeros((3, 4), bool),
+        }
+        for i, name in enumerate(["a.v1", "b c", "plain"])
+    }
     path.write_bytes(pickle.dumps(data))
 
 
@@ -138,6 +144,7 @@ def test_summary_gathers_configured_datasets_of_earlier_runs(work):
 
 # --- config files and settings, checked before any job runs (dry runs) ----------------------------------
 
+
 def _dry(tmp_path, cfg=TINY, *args):
     work = make_workdir(tmp_path, cfg)
     return work, snakemake(work, "-n", *args, check=False)
@@ -145,12 +152,15 @@ def _dry(tmp_path, cfg=TINY, *args):
 
 def test_duplicate_key_in_config_yaml_is_named_with_its_line(tmp_path):
     work = make_workdir(tmp_path, TINY)
-    (work / "config.yaml").write_text("methods: [chain]\ndevice: cpu\nmethods: [nvp]\n" + yaml.safe_dump(
-        {k: v for k, v in TINY.items() if k not in ("methods", "device")}))
+    (work / "config.yaml").write_text(
+        "methods: [chain]\ndevice: cpu\nmethods: [nvp]\n"
+        + yaml.safe_dump({k: v for k, v in TINY.items() if k not in ("methods", "device")})
+    )
     out = snakemake(work, "-n", check=False)
     assert out.returncode != 0
-    assert re.search(r"config\.yaml: line 3: key 'methods' appears twice in one mapping \(first at line 1\)",
-                     out.stdout + out.stderr), out.stderr[-3000:]
+    assert re.search(
+        r"config\.yaml: line 3: key 'methods' appears twice in one mapping \(first at line 1\)", out.stdout + out.stderr
+    ), out.stderr[-3000:]
 
 
 def test_duplicate_key_in_a_configfile_is_named(tmp_path):
@@ -181,8 +191,11 @@ def test_device_cuda_without_a_gpu_fails_before_any_job(tmp_path):
 
 
 def test_grid_spacing_beyond_the_frames_fails_before_any_job(tmp_path):
-    cfg = {**CFG, "datasets": {"mine": {"kind": "videos", "path": "my_videos", "max_side": 32}},
-           "grid": {"frame": 0, "spacing": 64}}
+    cfg = {
+        **CFG,
+        "datasets": {"mine": {"kind": "videos", "path": "my_videos", "max_side": 32}},
+        "grid": {"frame": 0, "spacing": 64},
+    }
     work = make_workdir(tmp_path, cfg)
     _frame_folder(str(work / "my_videos" / "v"), 1)
     out = snakemake(work, "-n", check=False)
@@ -190,13 +203,22 @@ def test_grid_spacing_beyond_the_frames_fails_before_any_job(tmp_path):
     assert "config: grid.spacing 64 yields no query point on any video of dataset 'mine'" in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("layout, message", [
-    ("file", r"my_videos/v\.avi: is a video file, but `path:` of a videos dataset is the folder that holds the "
-             r"videos \(write `path: .*my_videos` to track every video in it"),
-    ("frames", r"my_videos/v: holds 4 images directly: it is one video's frame folder.*write `path: .*my_videos` "
-               r"\(this folder becomes video 'v'\)"),
-    ("missing", r"nowhere: does not exist"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        (
+            "file",
+            r"my_videos/v\.avi: is a video file, but `path:` of a videos dataset is the folder that holds the "
+            r"videos \(write `path: .*my_videos` to track every video in it",
+        ),
+        (
+            "frames",
+            r"my_videos/v: holds 4 images directly: it is one video's frame folder.*write `path: .*my_videos` "
+            r"\(this folder becomes video 'v'\)",
+        ),
+        ("missing", r"nowhere: does not exist"),
+    ],
+)
 def test_dataset_path_at_a_video_or_a_frame_folder_says_what_to_write(tmp_path, layout, message):
     path = {"file": "my_videos/v.avi", "frames": "my_videos/v", "missing": "nowhere"}[layout]
     cfg = {**CFG, "datasets": {"mine": {"kind": "videos", "path": path, "max_side": 32}}}

@@ -7,10 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
-from omnitrack.data.videos import (FrameCountWarning, FrameGapWarning, frame_files, list_videos, plan_working_size,
-                                   read_video, resize_frames, working_size)
+from omnitrack.data.videos import (
+    FrameCountWarning,
+    FrameGapWarning,
+    frame_files,
+    list_videos,
+    plan_working_size,
+    read_video,
+    resize_frames,
+    working_size,
+)
 from omnitrack.errors import InputError
+from tests.shared import shared_file
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +173,6 @@ def test_plan_working_size_warns_on_big_downscale():
 # --- frame input you can trust (docs/errors.md, rows 46-) -----------------------------------------------
 
 
-
 def _png(path, value=0, size=(8, 8)):
     cv2.imwrite(str(path), np.full((*size, 3), value, np.uint8))
 
@@ -192,8 +199,11 @@ def test_ambiguous_numbering_is_an_error_naming_the_files(tmp_path):
     with pytest.raises(InputError, match=r"padding: '01\.png' and '1\.png' are both frame 1 \(mixed zero padding\)"):
         read_video(folder)
     folder = _folder(tmp_path, "patterns", ["left_1.png", "left_2.png", "right_1.png", "right_2.png"])
-    with pytest.raises(InputError, match=r"patterns: holds images named in 2 patterns: 'left_<n>' \(2 files\), "
-                                         r"'right_<n>' \(2 files\); the frame order is ambiguous"):
+    with pytest.raises(
+        InputError,
+        match=r"patterns: holds images named in 2 patterns: 'left_<n>' \(2 files\), "
+        r"'right_<n>' \(2 files\); the frame order is ambiguous",
+    ):
         read_video(folder)
     folder = _folder(tmp_path, "cover", ["cover.png", "001.png", "002.png"])
     with pytest.raises(InputError, match=r"cover: mixes numbered and unnumbered image names"):
@@ -206,8 +216,11 @@ def test_two_image_types_in_a_folder_is_an_error_unless_frame_ext_says_which(tmp
     for i in range(3):
         cv2.imwrite(str(folder / f"{i:05d}.jpg"), np.full((8, 8, 3), 100, np.uint8))
         cv2.imwrite(str(folder / f"{i:05d}.png"), np.full((8, 8), 1, np.uint8))  # masks beside the frames
-    with pytest.raises(InputError, match=r"bear: holds images of 2 types: 3 JPEG \(\.jpg\), 3 PNG \(\.png\); .*"
-                                         r"set `frame_ext:` in the dataset to the frames' extension"):
+    with pytest.raises(
+        InputError,
+        match=r"bear: holds images of 2 types: 3 JPEG \(\.jpg\), 3 PNG \(\.png\); .*"
+        r"set `frame_ext:` in the dataset to the frames' extension",
+    ):
         read_video(folder)
     frames, _ = read_video(folder, frame_ext="jpg")
     assert frames.shape == (3, 8, 8, 3) and abs(int(frames.mean()) - 100) < 3
@@ -241,7 +254,9 @@ def test_video_file_cut_short_is_an_error(tmp_path):
     data = path.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) * 6 // 10])
-    with pytest.raises(InputError, match=r"cut\.avi: is cut short: it declares 20 frames but decoding stops after frame"):
+    with pytest.raises(
+        InputError, match=r"cut\.avi: is cut short: it declares 20 frames but decoding stops after frame"
+    ):
         read_video(cut)
     assert len(read_video(cut, max_frames=2)[0]) == 2  # the frames asked for are there
 
@@ -274,10 +289,13 @@ class _FakeCapture:
         pass
 
 
-@pytest.mark.parametrize("shapes, declared, message", [
-    ([(24, 32)] * 3 + [(48, 64)] * 3, 6, r"v\.mp4: frame 3 is 64x48 but frame 0 is 32x24: the resolution changes"),
-    ([(24, 32)] * 2 + [None] + [(24, 32)] * 3, 6, r"v\.mp4: frame 2 cannot be decoded, but later frames can"),
-])
+@pytest.mark.parametrize(
+    "shapes, declared, message",
+    [
+        ([(24, 32)] * 3 + [(48, 64)] * 3, 6, r"v\.mp4: frame 3 is 64x48 but frame 0 is 32x24: the resolution changes"),
+        ([(24, 32)] * 2 + [None] + [(24, 32)] * 3, 6, r"v\.mp4: frame 2 cannot be decoded, but later frames can"),
+    ],
+)
 def test_resolution_change_or_a_bad_frame_inside_a_video_is_an_error(tmp_path, monkeypatch, shapes, declared, message):
     (tmp_path / "v.mp4").write_bytes(b"x")
     monkeypatch.setattr(cv2, "VideoCapture", lambda *a: _FakeCapture(shapes, declared))
@@ -299,8 +317,11 @@ def test_broken_symlinks_are_named_with_their_target(tmp_path):
     (videos / "gone.mp4").symlink_to(tmp_path / "elsewhere" / "gone.mp4")
     found = list_videos(videos)
     assert list(found) == ["gone", "ok"]  # listed: its own frames job reports it, the others go on
-    with pytest.raises(InputError, match=r"gone\.mp4: is a broken symbolic link \(it points to .*elsewhere/gone\.mp4, "
-                                         r"which does not exist\) \(fix the link, or remove it\)"):
+    with pytest.raises(
+        InputError,
+        match=r"gone\.mp4: is a broken symbolic link \(it points to .*elsewhere/gone\.mp4, "
+        r"which does not exist\) \(fix the link, or remove it\)",
+    ):
         read_video(found["gone"])
     (videos / "ok" / "2.png").symlink_to(tmp_path / "nowhere.png")
     with pytest.raises(InputError, match=r"ok/2\.png: is a broken symbolic link"):
@@ -312,12 +333,18 @@ def test_broken_symlinks_are_named_with_their_target(tmp_path):
 
 def test_dataset_path_at_a_video_file_or_frame_folder_says_what_to_write(tmp_path):
     folder = _folder(tmp_path, "clip", ["0.png", "1.png"])
-    with pytest.raises(InputError, match=rf"clip: holds 2 images directly: it is one video's frame folder.*"
-                                         rf"write `path: {tmp_path}` \(this folder becomes video 'clip'\)"):
+    with pytest.raises(
+        InputError,
+        match=rf"clip: holds 2 images directly: it is one video's frame folder.*"
+        rf"write `path: {tmp_path}` \(this folder becomes video 'clip'\)",
+    ):
         list_videos(folder)
     video = _write_video(tmp_path / "my clip.v2.avi", np.zeros((3, 16, 16, 3), np.uint8))
-    with pytest.raises(InputError, match=rf"my clip\.v2\.avi: is a video file, .*write `path: {tmp_path}` to track "
-                                         rf"every video in it \(this one becomes video 'my_clip_v2'\)"):
+    with pytest.raises(
+        InputError,
+        match=rf"my clip\.v2\.avi: is a video file, .*write `path: {tmp_path}` to track "
+        rf"every video in it \(this one becomes video 'my_clip_v2'\)",
+    ):
         list_videos(video)
 
 

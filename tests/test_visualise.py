@@ -8,10 +8,16 @@ import pytest
 
 from omnitrack.errors import InputError
 from omnitrack.evaluation.summary import THRESHOLDS
-from omnitrack.pipeline import save_prediction
 from omnitrack.plots import aj_per_video, delta_curves, loss_curves, summary_table
-from omnitrack.visualise import (preview_png, render_frames, render_tracks, track_colours, upscale_factor,
-                                 visualise_prediction)
+from omnitrack.prediction import save_prediction
+from omnitrack.visualise import (
+    preview_png,
+    render_frames,
+    render_tracks,
+    track_colours,
+    upscale_factor,
+    visualise_prediction,
+)
 
 T, H, W = 10, 48, 64
 SCALE = upscale_factor(W, H, 96)  # 2: frames are drawn at 128x96
@@ -45,8 +51,9 @@ def read_mp4(path):
 
 def test_video_reads_back_with_track_colours_near_points_only(tmp_path):
     frames, tracks, occluded, queries = scene()
-    info = render_tracks(frames, tracks, occluded, queries, tmp_path / "v.mp4", tmp_path / "v.webp", trail=3,
-                         min_side=96, fps=10)
+    info = render_tracks(
+        frames, tracks, occluded, queries, tmp_path / "v.mp4", tmp_path / "v.webp", trail=3, min_side=96, fps=10
+    )
     video, meta = read_mp4(tmp_path / "v.mp4")
     assert video.shape == (T, H * SCALE, W * SCALE, 3) and info["frames"] == T
     assert tuple(meta["size"]) == (W * SCALE, H * SCALE)
@@ -54,7 +61,7 @@ def test_video_reads_back_with_track_colours_near_points_only(tmp_path):
     colour = track_colours(queries, W, H)[0].astype(int)
     t = 7
     r, c = canvas_px(*tracks[0, t])
-    near = video[t, r - 1:r + 2, c - 1:c + 2].reshape(-1, 3).mean(0)
+    near = video[t, r - 1 : r + 2, c - 1 : c + 2].reshape(-1, 3).mean(0)
     assert np.abs(near - colour).max() < 30, (near, colour)
     assert np.abs(near - background[t, r, c]).max() > 40
     # the point moved: at frame 0 the same pixel is background again (up to codec noise)
@@ -76,9 +83,9 @@ def test_occluded_points_are_hollow_or_hidden(tmp_path):
         preview_png(frames, tracks, occluded, queries, tmp_path / f"{style}.png", 7, occluded_style=style, min_side=96)
     hollow, hidden = iio.imread(tmp_path / "hollow.png"), iio.imread(tmp_path / "hidden.png")
     plain = next(render_frames(frames[7:8], tracks[:0, 7:8], occluded[:0, 7:8], queries[:0], min_side=96))
-    assert (hidden[r - 6:r + 7, c - 6:c + 7] == plain[r - 6:r + 7, c - 6:c + 7]).all()
+    assert (hidden[r - 6 : r + 7, c - 6 : c + 7] == plain[r - 6 : r + 7, c - 6 : c + 7]).all()
     assert (hollow[r, c] == plain[r, c]).all()  # the ring's centre is empty
-    ring = hollow[r, c + radius:c + radius + 3].astype(int)
+    ring = hollow[r, c + radius : c + radius + 3].astype(int)
     assert np.abs(ring - colour).max(-1).min() < 25  # the ring has the track's colour
     # visible at frame 2: a filled disc whose centre pixel is exactly the track colour
     preview_png(frames, tracks, occluded, queries, tmp_path / "f2.png", 2, min_side=96)
@@ -104,8 +111,17 @@ def test_ground_truth_is_drawn_beside_the_prediction(tmp_path):
 def test_preview_is_small_and_animated(tmp_path):
     frames, tracks, occluded, queries = scene()
     for ext in ("webp", "gif", "png"):
-        info = render_tracks(frames, tracks, occluded, queries, tmp_path / "v.mp4", tmp_path / f"p.{ext}",
-                             preview_every=3, preview_max_side=64, min_side=96)
+        info = render_tracks(
+            frames,
+            tracks,
+            occluded,
+            queries,
+            tmp_path / "v.mp4",
+            tmp_path / f"p.{ext}",
+            preview_every=3,
+            preview_max_side=64,
+            min_side=96,
+        )
         anim = list(iio.imiter(tmp_path / f"p.{ext}"))
         assert info["preview_frames"] == len(anim) == 4  # frames 0, 3, 6, 9
         assert max(anim[0].shape[:2]) == 64
@@ -131,8 +147,14 @@ def summary_frame():
     for video, base in (("a", 0.2), ("b", 0.5)):
         for method, bonus in (("chain", 0.0), ("nvp", 0.1)):
             for mode in ("first", "strided"):
-                rec = {"dataset": "d", "video": video, "method": method, "query_mode": mode,
-                       "average_jaccard": base + bonus, "num_queries": 10}
+                rec = {
+                    "dataset": "d",
+                    "video": video,
+                    "method": method,
+                    "query_mode": mode,
+                    "average_jaccard": base + bonus,
+                    "num_queries": 10,
+                }
                 rec.update({f"pts_within_{d}": min(1, base + 0.1 * i) for i, d in enumerate(THRESHOLDS)})
                 rec.update({f"jaccard_{d}": min(1, base + 0.05 * i) for i, d in enumerate(THRESHOLDS)})
                 rows.append(rec)
@@ -158,7 +180,8 @@ def test_plots_show_the_summary_values(tmp_path):
 def test_loss_curves_and_their_absence(tmp_path):
     for video in ("a", "b"):
         pd.DataFrame({"step": np.arange(50), "loss": np.exp(-np.arange(50) / 10)}).to_csv(
-            tmp_path / f"{video}.loss.csv", index=False)
+            tmp_path / f"{video}.loss.csv", index=False
+        )
     assert loss_curves([tmp_path / "a.loss.csv", tmp_path / "b.loss.csv"], tmp_path / "loss.png") == 2
     assert loss_curves([], tmp_path / "none.png") == 0
     assert iio.imread(tmp_path / "none.png").std() > 1  # a figure that says there are no curves

@@ -17,7 +17,9 @@ def finished_run(tmp_path_factory):
 
 def test_demo_produces_the_summary(finished_run):
     summary = pd.read_csv(finished_run / "results/summary.csv")
-    assert set(zip(summary.method, summary.query_mode)) == {(m, q) for m in ("chain", "nvp") for q in ("first", "strided")}
+    assert set(zip(summary.method, summary.query_mode)) == {
+        (m, q) for m in ("chain", "nvp") for q in ("first", "strided")
+    }
     assert (summary.videos == 2).all()
     assert summary.average_jaccard.between(0.05, 1).all()
     assert summary.occlusion_accuracy.between(0.5, 1).all()
@@ -40,8 +42,20 @@ def test_flow_quality_tool_scores_the_training_flows(finished_run, tmp_path):
 
     config = str(finished_run / "config.yaml")
     for stage in ("masks", "direct"):
-        assert main([str(finished_run / "results/synthetic"), "--configfile", config, "--stage", stage,
-                     "--csv", str(tmp_path / f"{stage}.csv")]) == 0
+        assert (
+            main(
+                [
+                    str(finished_run / "results/synthetic"),
+                    "--configfile",
+                    config,
+                    "--stage",
+                    stage,
+                    "--csv",
+                    str(tmp_path / f"{stage}.csv"),
+                ]
+            )
+            == 0
+        )
     masks, direct = (pd.read_csv(tmp_path / f"{s}.csv").set_index("gap") for s in ("masks", "direct"))
     assert list(masks.index) == ["1", "2", "3", "4", "all"]
     assert (masks.background_p3 > 0.95).all() and (masks.objects_p3 > 0.9).all()
@@ -58,8 +72,16 @@ def test_changing_a_matching_parameter_reruns_only_matches_and_downstream(finish
     (finished_run / "override.yaml").write_text("matches: {min_gap: 9}\n")
     out = snakemake(finished_run, "-n", "--configfile", "config.yaml", "override.yaml")
     jobs = planned_jobs(out.stdout)
-    downstream = {"matches": 2, "track_chain": 4, "optimise": 2, "track_nvp": 4, "evaluate": 8,
-                  "summarise_dataset": 1, "summarise": 1, "all": 1}
+    downstream = {
+        "matches": 2,
+        "track_chain": 4,
+        "optimise": 2,
+        "track_nvp": 4,
+        "evaluate": 8,
+        "summarise_dataset": 1,
+        "summarise": 1,
+        "all": 1,
+    }
     assert {rule: n for rule, n in jobs.items() if rule in downstream} == downstream, out.stdout
     assert set(jobs) - set(downstream) <= {"visualise", "plots", "plot_loss", "summary_page"}, out.stdout
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import shared_file
+from tests.shared import shared_file
 from tests.workflow_utils import TINY, make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -32,7 +32,7 @@ def da_run(tmp_path_factory, shared_data):
 
 
 def test_depth_anything_runs_end_to_end_and_feeds_the_fit(da_run):
-    from omnitrack.pipeline import load_depth_file
+    from omnitrack.depth.file import load_depth_file
 
     depth, meta = load_depth_file(da_run / "results/synthetic/depth/synth_000.npz")
     assert depth.shape == (8, 64, 64) and depth.dtype == np.float32
@@ -63,10 +63,19 @@ def test_changing_only_depth_keys_reruns_only_depth_and_downstream(da_run):
     (da_run / "override.yaml").write_text("depth: {input_size: 84}\n")
     out = snakemake(da_run, "-n", "--configfile", "config.yaml", "override.yaml")
     jobs = planned_jobs(out.stdout)
-    downstream = {"depth": 1, "optimise": 1, "track_nvp": 1, "evaluate": 1, "summarise_dataset": 1,
-                  "summarise": 1, "all": 1}
+    downstream = {
+        "depth": 1,
+        "optimise": 1,
+        "track_nvp": 1,
+        "evaluate": 1,
+        "summarise_dataset": 1,
+        "summarise": 1,
+        "all": 1,
+    }
     assert {rule: n for rule, n in jobs.items() if rule in downstream} == downstream, out.stdout
-    assert set(jobs) - set(downstream) <= {"visualise", "visualise_depth", "plots", "plot_loss", "summary_page"}, out.stdout
+    assert set(jobs) - set(downstream) <= {"visualise", "visualise_depth", "plots", "plot_loss", "summary_page"}, (
+        out.stdout
+    )
     # keys of another method than the chosen one change nothing
     (da_run / "override.yaml").write_text("depth: {layers: {near: 0.5}, motion: {sep: 0.2}}\n")
     out = snakemake(da_run, "-n", "--configfile", "config.yaml", "override.yaml")
@@ -80,8 +89,10 @@ def test_missing_depth_weights_fail_at_the_depth_rule(tmp_path):
     assert out.returncode != 0
     assert "Error in rule depth" in out.stdout + out.stderr
     log = (work / "logs/synthetic/depth/synth_000.log").read_text()
-    assert ("nowhere/depth_anything_v2_vits.pth: Depth Anything V2 vits weights file not found (download "
-            "depth_anything_v2_vits.pth from https://huggingface.co/depth-anything/Depth-Anything-V2-Small") in log
+    assert (
+        "nowhere/depth_anything_v2_vits.pth: Depth Anything V2 vits weights file not found (download "
+        "depth_anything_v2_vits.pth from https://huggingface.co/depth-anything/Depth-Anything-V2-Small"
+    ) in log
     assert not (work / "results/synthetic/depth/synth_000.npz").exists()
 
 
@@ -89,8 +100,10 @@ def test_nvp_motion_init_sep_in_the_workflow_config_is_an_error(tmp_path):
     work = make_workdir(tmp_path, {**TINY, "nvp": {"preset": "cpu", "motion_init_sep": 0.3}})
     out = snakemake(work, "-n", check=False)
     assert out.returncode != 0
-    assert ("config: nvp.motion_init_sep has no effect in the workflow: the depth stage gives the fit its start "
-            "(use `depth: {method: motion, motion: {sep: <value>}}`") in out.stdout + out.stderr
+    assert (
+        "config: nvp.motion_init_sep has no effect in the workflow: the depth stage gives the fit its start "
+        "(use `depth: {method: motion, motion: {sep: <value>}}`"
+    ) in out.stdout + out.stderr
 
 
 def test_depth_file_meta_is_json(da_run):

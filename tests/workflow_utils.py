@@ -10,19 +10,11 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.shared import REPO
+
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "report"]
 
-TINY = {
-    "datasets": {"synthetic": {"kind": "synthetic", "num_videos": 2, "num_frames": 12, "size": [96, 96],
-                               "seed": 0}},
-    "methods": ["chain", "nvp"],
-    "nvp": {"preset": "cpu", "steps": 40},
-    "query_modes": ["first", "strided"],
-    "device": "cpu",
-    "flow": {"method": "dis", "window": 4},
-    "features": {"cell": 8},
-}
+TINY = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())  # `snakemake --cores 2 --directory .test`
 
 
 def make_workdir(tmp: Path, config: dict) -> Path:
@@ -43,7 +35,9 @@ def snakemake(work: Path, *args: str, check: bool = True, timeout: int = 1200) -
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 

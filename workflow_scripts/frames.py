@@ -1,5 +1,10 @@
-from omnitrack.logs import stage_log
 from omnitrack.pipeline import make_frames
+from omnitrack.workflow.logs import stage_log
 
 with stage_log(snakemake.log[0], "frames"):
-    make_frames(snakemake.input.source, snakemake.wildcards.video, snakemake.output[0], snakemake.params.spec)
+    make_frames(
+        record_path=snakemake.input.source,
+        video=snakemake.wildcards.video,
+        out_path=snakemake.output[0],
+        spec=snakemake.params.spec,
+    )

@@ -1,6 +1,11 @@
-from omnitrack.logs import configure_threads, stage_log
 from omnitrack.pipeline import find_matches
+from omnitrack.workflow.logs import configure_threads, stage_log
 
 with stage_log(snakemake.log[0], "matches"):
     configure_threads(snakemake.threads)
-    find_matches(snakemake.input.frames, snakemake.input.features, snakemake.output[0], snakemake.params.matches)
+    find_matches(
+        frames_path=snakemake.input.frames,
+        features_path=snakemake.input.features,
+        out_path=snakemake.output[0],
+        cfg=snakemake.params.matches,
+    )

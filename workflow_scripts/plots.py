@@ -1,12 +1,11 @@
-from omnitrack.logs import stage_log
-from omnitrack.plots import aj_per_video, delta_curves, loss_curves, summary_table
+from omnitrack.plots import aj_per_video, delta_curves
+from omnitrack.workflow.logs import stage_log
 
-with stage_log(snakemake.log[0], snakemake.rule):
-    if snakemake.rule == "plots":
-        aj_per_video(snakemake.input[0], snakemake.output.aj, f"AJ per video ({snakemake.wildcards.dataset})")
-        delta_curves(snakemake.input[0], snakemake.output.delta,
-                     f"Accuracy per threshold ({snakemake.wildcards.dataset}, mean over videos)")
-    elif snakemake.rule == "plot_loss":
-        loss_curves(list(snakemake.input), snakemake.output[0], f"nvp optimisation loss ({snakemake.wildcards.dataset})")
-    else:
-        summary_table(snakemake.input[0], snakemake.output[0])
+with stage_log(snakemake.log[0], "plots"):
+    dataset = snakemake.wildcards.dataset
+    aj_per_video(summary_csv=snakemake.input.summary, out_png=snakemake.output.aj, title=f"AJ per video ({dataset})")
+    delta_curves(
+        summary_csv=snakemake.input.summary,
+        out_png=snakemake.output.delta,
+        title=f"Accuracy per threshold ({dataset}, mean over videos)",
+    )

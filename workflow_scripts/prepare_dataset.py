@@ -1,5 +1,10 @@
-from omnitrack.logs import stage_log
 from omnitrack.pipeline import prepare_dataset
+from omnitrack.workflow.logs import stage_log
 
 with stage_log(snakemake.log[0], "prepare_dataset"):
-    prepare_dataset(snakemake.wildcards.dataset, snakemake.params.spec, snakemake.input[0], snakemake.output.manifest)
+    prepare_dataset(
+        name=snakemake.wildcards.dataset,
+        spec=snakemake.params.spec,
+        input_path=snakemake.input[0],
+        manifest_path=snakemake.output.manifest,
+    )

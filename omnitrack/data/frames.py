@@ -28,11 +28,26 @@ def load_frames(path: str | Path) -> tuple[np.ndarray, dict]:
     z = load_npz(path, {"frames": (4, "u"), "meta": (0, "U")})
     frames, meta = z["frames"], json.loads(str(z["meta"]))
     if frames.shape[-1] != 3 or list(frames.shape[:3]) != [meta["num_frames"], meta["height"], meta["width"]]:
-        raise CacheError(path, f"frames {frames.shape} do not match their metadata "
-                               f"({meta['num_frames']}x{meta['height']}x{meta['width']}x3)")
+        raise CacheError(
+            path,
+            f"frames {frames.shape} do not match their metadata "
+            f"({meta['num_frames']}x{meta['height']}x{meta['width']}x3)",
+        )
     return frames, meta
 
 
 def load_meta(path: str | Path) -> dict:
     """Only the metadata (does not read the frames)."""
     return json.loads(str(load_npz(path, {"meta": (0, "U")})["meta"]))
+
+
+def check_frames_match(path: str | Path, what: str, shape, meta: dict, frames_path: str | Path) -> None:
+    """Raise CacheError naming ``path`` (a cached file or store made from a video's frames) if its
+    (T, H, W) ``shape`` differs from that of the frames file (``meta``: its metadata)."""
+    want = (meta["num_frames"], meta["height"], meta["width"])
+    if tuple(int(v) for v in shape) != want:
+        raise CacheError(
+            path,
+            f"{what} {tuple(int(v) for v in shape)} (T, H, W) do not match {frames_path} "
+            f"{want}: it was computed from other frames",
+        )

@@ -29,8 +29,7 @@ Benchmark defaults (what later work is judged on; change only with a note in the
   object k is in front of objects < k and of the background.
 - motion is calibrated to TAP-Vid DAVIS: per-frame speed of visible points, 90th percentile,
   1.8–3.2% of the frame side (videos 0–7 of seed 0; DAVIS dev videos: cows 0.4%,
-  car-roundabout 2.6%, dog 2.6%, motocross-jump 8.4%). Version 1 of this set (paths of 12–40% amplitude, 0.5–1 cycle; object 0
-  fully out and back) moved 7–8% at the 90th percentile, faster than 3 of the 4 DAVIS videos.
+  car-roundabout 2.6%, dog 2.6%, motocross-jump 8.4%).
 - ``make_dataset(n, seed)`` names videos ``synth_000``, ``synth_001``, …; video i is rendered with
   the seed ``SeedSequence([seed, i])``.
 """
@@ -51,11 +50,11 @@ NOISE_WEIGHTS = (1.0, 1.0, 0.8, 0.6)
 
 @dataclass
 class _Layer:
-    texture: np.ndarray        # float32 [h, w, 3]
-    origin: np.ndarray         # u0, float64 [2]
-    scale: np.ndarray          # [T]
-    theta: np.ndarray          # [T]
-    centre: np.ndarray         # c, [T, 2] image coordinates
+    texture: np.ndarray  # float32 [h, w, 3]
+    origin: np.ndarray  # u0, float64 [2]
+    scale: np.ndarray  # [T]
+    theta: np.ndarray  # [T]
+    centre: np.ndarray  # c, [T, 2] image coordinates
     shape: tuple | None = None  # (radius, (ex, ey), amplitudes [K], phases [K]); None: covers the plane
 
     def to_local(self, xy: np.ndarray, t) -> np.ndarray:
@@ -95,8 +94,9 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     fields = np.zeros((3, h, w), np.float32)
     for sigma, weight in zip(NOISE_SIGMAS, NOISE_WEIGHTS):
         for c in range(3):
-            f = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma,
-                                 borderType=cv2.BORDER_REFLECT101)
+            f = cv2.GaussianBlur(
+                rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT101
+            )
             fields[c] += weight * f / (f.std() + 1e-6)
     fields /= np.sqrt(np.sum(np.square(NOISE_WEIGHTS)))
     mix = rng.normal(0, 1, (3, 3)) * 0.4 + np.eye(3) * 0.8
@@ -111,21 +111,30 @@ def _smooth_wave(rng, t_norm, amplitude, cycles_range):
     return amplitude * np.sin(2 * np.pi * f * t_norm + rng.uniform(0, 2 * np.pi))
 
 
-def _build_layers(rng: np.random.Generator, num_frames: int, width: int, height: int,
-                  num_objects: int) -> list[_Layer]:
+def _build_layers(rng: np.random.Generator, num_frames: int, width: int, height: int, num_objects: int) -> list[_Layer]:
     t_norm = np.arange(num_frames) / num_frames
     side = min(width, height)
     image_centre = np.array([width / 2, height / 2])
 
-    pan = np.stack([_smooth_wave(rng, t_norm, rng.uniform(0, 0.04) * side, (0.3, 1.0))
-                    + rng.uniform(-0.02, 0.02) * side * t_norm * num_frames / max(num_frames - 1, 1)
-                    for _ in range(2)], axis=-1)
+    pan = np.stack(
+        [
+            _smooth_wave(rng, t_norm, rng.uniform(0, 0.04) * side, (0.3, 1.0))
+            + rng.uniform(-0.02, 0.02) * side * t_norm * num_frames / max(num_frames - 1, 1)
+            for _ in range(2)
+        ],
+        axis=-1,
+    )
     zoom = 1.0 + _smooth_wave(rng, t_norm, rng.uniform(0, 0.05), (0.3, 0.8))
 
     half = np.abs(np.array([width, height]) / 2 / zoom.min()) + np.abs(pan).max(axis=0) + 4
     bw, bh = (2 * np.ceil(half)).astype(int)
-    background = _Layer(_texture(rng, bh, bw), np.array([bw / 2, bh / 2]), zoom, np.zeros(num_frames),
-                        image_centre - zoom[:, None] * pan)
+    background = _Layer(
+        _texture(rng, bh, bw),
+        np.array([bw / 2, bh / 2]),
+        zoom,
+        np.zeros(num_frames),
+        image_centre - zoom[:, None] * pan,
+    )
     layers = [background]
 
     for k in range(num_objects):
@@ -150,13 +159,23 @@ def _build_layers(rng: np.random.Generator, num_frames: int, width: int, height:
             path[:, 1 - axis] = rng.uniform(-0.2, 0.2) * side + _smooth_wave(rng, t_norm, 0.06 * side, (0.3, 0.8))
         else:
             mean = rng.uniform(-0.2, 0.2, 2) * side
-            path = np.stack([mean[i] + _smooth_wave(rng, t_norm, rng.uniform(0.08, 0.2) * side, (0.3, 0.6))
-                             for i in range(2)], axis=-1)
+            path = np.stack(
+                [mean[i] + _smooth_wave(rng, t_norm, rng.uniform(0.08, 0.2) * side, (0.3, 0.6)) for i in range(2)],
+                axis=-1,
+            )
         # world -> image through the camera: x = zoom * (w - pan) + image centre
         centre = zoom[:, None] * (path - pan) + image_centre
         tside = int(2 * np.ceil(extent) + 4)
-        layers.append(_Layer(_texture(rng, tside, tside), np.array([tside / 2, tside / 2]),
-                             zoom * scale, theta, centre, (radius, (ex, ey), amps, phases)))
+        layers.append(
+            _Layer(
+                _texture(rng, tside, tside),
+                np.array([tside / 2, tside / 2]),
+                zoom * scale,
+                theta,
+                centre,
+                (radius, (ex, ey), amps, phases),
+            )
+        )
     return layers
 
 
@@ -176,20 +195,27 @@ def _render(layers: list[_Layer], num_frames: int, width: int, height: int) -> t
             if not inside.any():
                 continue
             tex_xy = (local + layer.origin - 0.5).astype(np.float32)  # array index coordinates
-            colour = cv2.remap(layer.texture, tex_xy[..., 0], tex_xy[..., 1], cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT101)
+            colour = cv2.remap(
+                layer.texture, tex_xy[..., 0], tex_xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+            )
             frame[inside] = colour[inside]
             front[t][inside] = index
         video[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return video, front
 
 
-def _occlusion(layers: list[_Layer], track_layer: np.ndarray, tracks: np.ndarray, width: int, height: int,
-               frames: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _occlusion(
+    layers: list[_Layer],
+    track_layer: np.ndarray,
+    tracks: np.ndarray,
+    width: int,
+    height: int,
+    frames: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """tracks [N, T, 2] image points of tracks on layers track_layer [N] at frames [T] (default
     0..T-1) -> (occluded, in_frame) [N, T]."""
     t_idx = (np.arange(tracks.shape[1]) if frames is None else np.asarray(frames))[None, :]
-    in_frame = ((tracks[..., 0] >= 0) & (tracks[..., 0] < width) & (tracks[..., 1] >= 0) & (tracks[..., 1] < height))
+    in_frame = (tracks[..., 0] >= 0) & (tracks[..., 0] < width) & (tracks[..., 1] >= 0) & (tracks[..., 1] < height)
     covered = np.zeros(tracks.shape[:2], bool)
     for index, layer in enumerate(layers):
         nearer = (index > track_layer)[:, None]
@@ -220,8 +246,9 @@ def _sample_tracks(rng, layers, front, num_tracks, object_fraction, width, heigh
             j = rng.integers(len(rows))
             xy = np.array([cols[j] + rng.uniform(0.05, 0.95), rows[j] + rng.uniform(0.05, 0.95)])
             u = layers[index].to_local(xy, t)
-            occluded, _ = _occlusion(layers, np.array([index]),
-                                     layers[index].to_image(u, np.arange(num_frames))[None], width, height)
+            occluded, _ = _occlusion(
+                layers, np.array([index]), layers[index].to_image(u, np.arange(num_frames))[None], width, height
+            )
             if layers[index].contains(u) and not occluded[0, t]:
                 track_layer.append(index)
                 local.append(u)
@@ -229,8 +256,14 @@ def _sample_tracks(rng, layers, front, num_tracks, object_fraction, width, heigh
     return np.array(track_layer, int), np.array(local, np.float64).reshape(-1, 2)
 
 
-def render_scene(seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 160), num_objects: int = 3,
-                 num_tracks: int = 48, object_fraction: float = 0.5) -> dict[str, np.ndarray]:
+def render_scene(
+    seed: int,
+    num_frames: int = 24,
+    size: tuple[int, int] = (160, 160),
+    num_objects: int = 3,
+    num_tracks: int = 48,
+    object_fraction: float = 0.5,
+) -> dict[str, np.ndarray]:
     """Render one video with its full ground truth (see the module docstring).
 
     size is (width, height). -> {"video": uint8 [T,H,W,3], "tracks": float64 [N,T,2] image pixels
@@ -239,17 +272,25 @@ def render_scene(seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 
     """
     width, height = int(size[0]), int(size[1])
     if num_frames < 2 or width < 8 or height < 8 or num_objects < 0 or num_tracks < 1:
-        raise ValueError(f"need num_frames >= 2, size >= 8x8, num_objects >= 0, num_tracks >= 1 "
-                         f"(got {num_frames}, {size}, {num_objects}, {num_tracks})")
+        raise ValueError(
+            f"need num_frames >= 2, size >= 8x8, num_objects >= 0, num_tracks >= 1 "
+            f"(got {num_frames}, {size}, {num_objects}, {num_tracks})"
+        )
     rng = np.random.default_rng(seed)
     layers = _build_layers(rng, num_frames, width, height, num_objects)
     video, front = _render(layers, num_frames, width, height)
     track_layer, local = _sample_tracks(rng, layers, front, num_tracks, object_fraction, width, height)
     t_idx = np.arange(num_frames)
-    tracks = np.stack([layers[l].to_image(u, t_idx) for l, u in zip(track_layer, local)]).reshape(-1, num_frames, 2)
+    tracks = np.stack([layers[k].to_image(u, t_idx) for k, u in zip(track_layer, local)]).reshape(-1, num_frames, 2)
     occluded, in_frame = _occlusion(layers, track_layer, tracks, width, height)
-    return {"video": video, "tracks": tracks, "occluded": occluded, "in_frame": in_frame,
-            "track_layer": track_layer, "front": front}
+    return {
+        "video": video,
+        "tracks": tracks,
+        "occluded": occluded,
+        "in_frame": in_frame,
+        "track_layer": track_layer,
+        "front": front,
+    }
 
 
 class DenseTruth:
@@ -266,8 +307,9 @@ class DenseTruth:
         self.layers = _build_layers(np.random.default_rng(seed), num_frames, self.width, self.height, num_objects)
         self.video, self.front = _render(self.layers, num_frames, self.width, self.height)
 
-    def correspond(self, points: np.ndarray, i: int, j: int, layer: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def correspond(
+        self, points: np.ndarray, i: int, j: int, layer: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Points [N, 2] (x, y pixels) of frame i -> (their positions [N, 2] in frame j, occluded [N]
         in frame j, layer [N]). ``layer`` [N] names each point's layer (default: the front layer
         at its pixel in frame i)."""
@@ -291,14 +333,19 @@ class DenseTruth:
         return target.reshape(*shape, 2), occluded.reshape(shape), layer.reshape(shape)
 
 
-def render_video(seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 160), num_objects: int = 3,
-                 num_tracks: int = 48, object_fraction: float = 0.5) -> dict[str, np.ndarray]:
+def render_video(
+    seed: int,
+    num_frames: int = 24,
+    size: tuple[int, int] = (160, 160),
+    num_objects: int = 3,
+    num_tracks: int = 48,
+    object_fraction: float = 0.5,
+) -> dict[str, np.ndarray]:
     """One video in TAP-Vid form: {"video": uint8 [T,H,W,3], "points": float32 [N,T,2] (x, y)
     normalised to [0, 1], "occluded": bool [N,T]}. size is (width, height)."""
     scene = render_scene(seed, num_frames, size, num_objects, num_tracks, object_fraction)
     points = scene["tracks"] / np.array([size[0], size[1]], np.float64)
-    return {"video": scene["video"], "points": np.clip(points, 0, 1).astype(np.float32),
-            "occluded": scene["occluded"]}
+    return {"video": scene["video"], "points": np.clip(points, 0, 1).astype(np.float32), "occluded": scene["occluded"]}
 
 
 def video_seed(seed: int, index: int) -> int:

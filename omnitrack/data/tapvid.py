@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from omnitrack.errors import InputError
-from omnitrack.io import save_npz, save_npz_if_changed
+from omnitrack.io import save_npz_if_changed
 
 RANGE_TOLERANCE = 0.01  # normalised units (2.56 px of the 256×256 frame)
 SHARD_GLOB = "*_of_0010.pkl"
@@ -70,6 +70,7 @@ def _decode_jpegs(path: Path, name: str, frames) -> np.ndarray:
 
 def _validate(path: Path, name: str, example) -> dict[str, np.ndarray]:
     """-> {"video" uint8 [T,H,W,3], "points" float32 [N,T,2], "occluded" bool [N,T]} or InputError."""
+
     def fail(problem: str):
         raise InputError(path, f"video '{name}': {problem}")
 
@@ -109,14 +110,19 @@ def _validate(path: Path, name: str, example) -> dict[str, np.ndarray]:
     if vis.size:
         lo, hi = float(vis.min()), float(vis.max())
         if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-            fail(f"visible 'points' span [{lo:.4g}, {hi:.4g}], expected coordinates normalised to [0, 1] "
-                 f"(pixel coordinates must be divided by the frame width and height)")
+            fail(
+                f"visible 'points' span [{lo:.4g}, {hi:.4g}], expected coordinates normalised to [0, 1] "
+                f"(pixel coordinates must be divided by the frame width and height)"
+            )
     points = np.clip(points, 0.0, 1.0)
 
     never_visible = occluded.all(axis=1)
     if never_visible.any():
-        warnings.warn(f"{path}: video '{name}': dropped {int(never_visible.sum())} of {len(occluded)} "
-                      f"tracks that are occluded in every frame", stacklevel=3)
+        warnings.warn(
+            f"{path}: video '{name}': dropped {int(never_visible.sum())} of {len(occluded)} "
+            f"tracks that are occluded in every frame",
+            stacklevel=3,
+        )
         points, occluded = points[~never_visible], occluded[~never_visible]
     if len(points) == 0:
         fail("has no track that is visible in any frame")
@@ -133,8 +139,9 @@ def _examples(path: Path, data, shard: str | None) -> dict[str, object]:
         return {str(k): v for k, v in data.items()}
     if isinstance(data, list):
         return {f"{i:04d}": ex for i, ex in enumerate(data)}
-    raise InputError(path, f"holds a {type(data).__name__}, expected a dict (DAVIS) or a list (RGB-Stacking, "
-                           f"Kinetics) of videos")
+    raise InputError(
+        path, f"holds a {type(data).__name__}, expected a dict (DAVIS) or a list (RGB-Stacking, Kinetics) of videos"
+    )
 
 
 def load_tapvid(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -162,8 +169,9 @@ def load_tapvid(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def sample_queries(points: np.ndarray, occluded: np.ndarray, query_mode: str, stride: int = 5
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_queries(
+    points: np.ndarray, occluded: np.ndarray, query_mode: str, stride: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TAP-Vid query sampling, identical to the reference samplers.
 
     points [N, T, 2] (x, y) in any unit; occluded bool [N, T].
@@ -219,9 +227,12 @@ def split_tapvid(path: str | Path, out_dir: str | Path, subset: list[str] | None
     for name in sorted(data):
         vid = video_id(name)
         if vid in ids:
-            raise InputError(path, f"videos '{ids[vid]}' and '{name}' would both be video '{vid}' (names are mapped "
-                                   f"to ids made of letters, digits, '_' and '-')",
-                             hint="rename one of them in the file")
+            raise InputError(
+                path,
+                f"videos '{ids[vid]}' and '{name}' would both be video '{vid}' (names are mapped "
+                f"to ids made of letters, digits, '_' and '-')",
+                hint="rename one of them in the file",
+            )
         ids[vid] = name
     if subset is None:
         wanted = set(ids)

@@ -70,8 +70,11 @@ def _is_broken_link(p: Path) -> bool:
 
 
 def broken_link_error(p: Path) -> InputError:
-    return InputError(_show(p), f"is a broken symbolic link (it points to {_show(os.readlink(p))}, which does not exist)",
-                      hint="fix the link, or remove it")
+    return InputError(
+        _show(p),
+        f"is a broken symbolic link (it points to {_show(os.readlink(p))}, which does not exist)",
+        hint="fix the link, or remove it",
+    )
 
 
 def image_type(frame_ext: str | None) -> str | None:
@@ -113,13 +116,17 @@ def frame_files(folder: str | Path, frame_ext: str | None = None) -> list[Path]:
         for f in files:
             by_type.setdefault(IMAGE_TYPES[f.suffix.lower()], []).append(f)
         if len(by_type) > 1:
-            counts = ", ".join(f"{len(v)} {k.upper()} ({', '.join(sorted({p.suffix for p in v}))})"
-                               for k, v in sorted(by_type.items()))
-            raise InputError(_show(folder), f"holds images of {len(by_type)} types: {counts}; a frame folder must hold "
-                                            f"the frames of one video only",
-                             hint="if the others are masks or annotations, set `frame_ext:` in the dataset to the "
-                                  "frames' extension (e.g. frame_ext: jpg) and the others are ignored, or move them "
-                                  "out of the folder")
+            counts = ", ".join(
+                f"{len(v)} {k.upper()} ({', '.join(sorted({p.suffix for p in v}))})" for k, v in sorted(by_type.items())
+            )
+            raise InputError(
+                _show(folder),
+                f"holds images of {len(by_type)} types: {counts}; a frame folder must hold "
+                f"the frames of one video only",
+                hint="if the others are masks or annotations, set `frame_ext:` in the dataset to the "
+                "frames' extension (e.g. frame_ext: jpg) and the others are ignored, or move them "
+                "out of the folder",
+            )
     if not files:
         return files
     parsed = [(_NUMBERED.match(f.stem), f) for f in files]
@@ -128,31 +135,44 @@ def frame_files(folder: str | Path, frame_ext: str | None = None) -> list[Path]:
         return files  # no numbers at all: name order
     if unnumbered:
         numbered = next(f for m, f in parsed if m is not None)
-        raise InputError(_show(folder), f"mixes numbered and unnumbered image names ('{_show(numbered.name)}', "
-                                        f"'{_show(unnumbered[0].name)}'): the frame order is ambiguous",
-                         hint="keep only the numbered frames in the folder")
+        raise InputError(
+            _show(folder),
+            f"mixes numbered and unnumbered image names ('{_show(numbered.name)}', "
+            f"'{_show(unnumbered[0].name)}'): the frame order is ambiguous",
+            hint="keep only the numbered frames in the folder",
+        )
     patterns: dict[tuple[str, str], list[Path]] = {}
     for m, f in parsed:
         patterns.setdefault((m.group(1).lower(), m.group(3).lower()), []).append(f)
     if len(patterns) > 1:
         desc = ", ".join(f"'{_show(p)}<n>{_show(s)}' ({len(v)} files)" for (p, s), v in sorted(patterns.items()))
-        raise InputError(_show(folder), f"holds images named in {len(patterns)} patterns: {desc}; the frame order "
-                                        f"is ambiguous", hint="keep one numbered sequence per folder")
+        raise InputError(
+            _show(folder),
+            f"holds images named in {len(patterns)} patterns: {desc}; the frame order is ambiguous",
+            hint="keep one numbered sequence per folder",
+        )
     by_number: dict[int, Path] = {}
     for m, f in parsed:
         n = int(m.group(2))
         if n in by_number:
             a, b = sorted([by_number[n].name, f.name])
-            raise InputError(_show(folder), f"'{_show(a)}' and '{_show(b)}' are both frame {n} (mixed zero padding): "
-                                            f"the frame order is ambiguous", hint="rename them so each number appears once")
+            raise InputError(
+                _show(folder),
+                f"'{_show(a)}' and '{_show(b)}' are both frame {n} (mixed zero padding): the frame order is ambiguous",
+                hint="rename them so each number appears once",
+            )
         by_number[n] = f
     numbers = sorted(by_number)
     missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
     if missing:
         shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
-        warnings.warn(FrameGapWarning(
-            f"{_show(folder)}: frame numbers {numbers[0]}..{numbers[-1]} skip {len(missing)} value(s) (missing: "
-            f"{shown}); the {len(numbers)} frames are read as consecutive frames"), stacklevel=2)
+        warnings.warn(
+            FrameGapWarning(
+                f"{_show(folder)}: frame numbers {numbers[0]}..{numbers[-1]} skip {len(missing)} value(s) (missing: "
+                f"{shown}); the {len(numbers)} frames are read as consecutive frames"
+            ),
+            stacklevel=2,
+        )
     return [by_number[n] for n in numbers]
 
 
@@ -171,23 +191,35 @@ def check_dataset_path(path: str | Path, frame_ext: str | None = None) -> Path:
     if _is_broken_link(path):
         raise broken_link_error(path)
     if not path.exists():
-        raise InputError(_show(path), "does not exist", hint="`path:` of a videos dataset is a folder of videos "
-                                                               "and frame folders")
+        raise InputError(
+            _show(path), "does not exist", hint="`path:` of a videos dataset is a folder of videos and frame folders"
+        )
     parent = path.resolve().parent
     if path.is_file():
         if path.suffix.lower() in VIDEO_EXTS:
-            raise InputError(_show(path), "is a video file, but `path:` of a videos dataset is the folder that holds "
-                                          "the videos", hint=f"write `path: {_show(parent)}` to track every video in it "
-                                                             f"(this one becomes video '{video_id(path.stem)}')")
-        raise InputError(_show(path), "is a file, but `path:` of a videos dataset is a folder of videos (.mp4, ...) "
-                                      "and frame folders")
-    images = _image_files(path, frame_ext) if frame_ext else [p for p in path.iterdir() if p.suffix.lower() in
-                                                              IMAGE_TYPES and not p.name.startswith(".")]
+            raise InputError(
+                _show(path),
+                "is a video file, but `path:` of a videos dataset is the folder that holds the videos",
+                hint=f"write `path: {_show(parent)}` to track every video in it "
+                f"(this one becomes video '{video_id(path.stem)}')",
+            )
+        raise InputError(
+            _show(path),
+            "is a file, but `path:` of a videos dataset is a folder of videos (.mp4, ...) and frame folders",
+        )
+    images = (
+        _image_files(path, frame_ext)
+        if frame_ext
+        else [p for p in path.iterdir() if p.suffix.lower() in IMAGE_TYPES and not p.name.startswith(".")]
+    )
     if images and not _entries(path, frame_ext):
-        raise InputError(_show(path), f"holds {len(images)} images directly: it is one video's frame folder, but "
-                                      f"`path:` of a videos dataset is the folder that holds frame folders and videos",
-                         hint=f"write `path: {_show(parent)}` (this folder becomes video '{video_id(path.name)}'), "
-                              f"or move the images into a sub-folder")
+        raise InputError(
+            _show(path),
+            f"holds {len(images)} images directly: it is one video's frame folder, but "
+            f"`path:` of a videos dataset is the folder that holds frame folders and videos",
+            hint=f"write `path: {_show(parent)}` (this folder becomes video '{video_id(path.name)}'), "
+            f"or move the images into a sub-folder",
+        )
     return path
 
 
@@ -222,15 +254,19 @@ def list_videos(folder: str | Path, frame_ext: str | None = None) -> dict[str, P
         vid = video_id(video_name(p))
         if vid in found:
             a, b = sorted([found[vid].name, p.name])
-            raise InputError(_show(folder), f"'{_show(a)}' and '{_show(b)}' would both be video '{vid}'",
-                             hint="rename one of them")
+            raise InputError(
+                _show(folder), f"'{_show(a)}' and '{_show(b)}' would both be video '{vid}'", hint="rename one of them"
+            )
         found[vid] = p
     if not found:
         raise InputError(_show(folder), f"holds no video file ({', '.join(VIDEO_EXTS)}) and no folder of images")
     loose = _image_files(folder, frame_ext)
     if loose:
-        warnings.warn(f"{_show(folder)}: ignored {len(loose)} image(s) lying directly in the dataset folder (e.g. "
-                      f"'{_show(loose[0].name)}'): a video's frames must be in a sub-folder of their own", stacklevel=2)
+        warnings.warn(
+            f"{_show(folder)}: ignored {len(loose)} image(s) lying directly in the dataset folder (e.g. "
+            f"'{_show(loose[0].name)}'): a video's frames must be in a sub-folder of their own",
+            stacklevel=2,
+        )
     return dict(sorted(found.items()))
 
 
@@ -289,11 +325,16 @@ def read_image(path: Path, index: int) -> np.ndarray:
     data = path.read_bytes()
     kind = IMAGE_TYPES.get(path.suffix.lower())
     if kind == "jpeg" and jpeg_is_truncated(data):
-        raise InputError(_show(path), f"is truncated (frame {index}: the JPEG data ends before the image does)",
-                         hint="re-extract or re-download the frame")
+        raise InputError(
+            _show(path),
+            f"is truncated (frame {index}: the JPEG data ends before the image does)",
+            hint="re-extract or re-download the frame",
+        )
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
-        raise InputError(_show(path), f"cannot be decoded as an image (frame {index}; unreadable, truncated or corrupt)")
+        raise InputError(
+            _show(path), f"cannot be decoded as an image (frame {index}; unreadable, truncated or corrupt)"
+        )
     return _to_rgb8(path, img)
 
 
@@ -305,9 +346,12 @@ def _read_folder(folder: Path, max_frames: int | None, frame_ext: str | None = N
     for i, f in enumerate(files):
         img = read_image(f, i)
         if frames and img.shape != frames[0].shape:
-            raise InputError(_show(folder), f"frame '{_show(f.name)}' is {img.shape[1]}x{img.shape[0]} but the first frame "
-                                            f"'{_show(files[0].name)}' is {frames[0].shape[1]}x{frames[0].shape[0]}",
-                             hint="all frames of a video must have the same size")
+            raise InputError(
+                _show(folder),
+                f"frame '{_show(f.name)}' is {img.shape[1]}x{img.shape[0]} but the first frame "
+                f"'{_show(files[0].name)}' is {frames[0].shape[1]}x{frames[0].shape[0]}",
+                hint="all frames of a video must have the same size",
+            )
         frames.append(img)
     return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
@@ -341,24 +385,36 @@ def _read_file(path: Path, max_frames: int | None) -> tuple[np.ndarray, float | 
                 break
             img = _to_rgb8(path, img)
             if frames and img.shape != frames[0].shape:
-                raise InputError(_show(path), f"frame {len(frames)} is {img.shape[1]}x{img.shape[0]} but frame 0 is "
-                                              f"{frames[0].shape[1]}x{frames[0].shape[0]}: the resolution changes "
-                                              f"inside the video",
-                                 hint=f"re-encode it at one size, e.g. ffmpeg -i <in> -vf scale={frames[0].shape[1]}:"
-                                      f"{frames[0].shape[0]} <out>.mp4")
+                raise InputError(
+                    _show(path),
+                    f"frame {len(frames)} is {img.shape[1]}x{img.shape[0]} but frame 0 is "
+                    f"{frames[0].shape[1]}x{frames[0].shape[0]}: the resolution changes "
+                    f"inside the video",
+                    hint=f"re-encode it at one size, e.g. ffmpeg -i <in> -vf scale={frames[0].shape[1]}:"
+                    f"{frames[0].shape[0]} <out>.mp4",
+                )
             frames.append(img)
         k = len(frames)
         if declared > 0 and k < wanted:
             if any(cap.grab() for _ in range(3)):
-                raise InputError(_show(path), f"frame {k} cannot be decoded, but later frames can: the file is "
-                                              f"corrupt at frame {k}", hint="re-encode or re-download it")
+                raise InputError(
+                    _show(path),
+                    f"frame {k} cannot be decoded, but later frames can: the file is corrupt at frame {k}",
+                    hint="re-encode or re-download it",
+                )
             if wanted - k > 1:
-                raise InputError(_show(path), f"is cut short: it declares {declared} frames but decoding stops after "
-                                              f"frame {k - 1} ({k} frames)",
-                                 hint="the file is truncated or corrupt; re-download or re-encode it")
-            warnings.warn(FrameCountWarning(f"{_show(path)}: declares {declared} frames but {k} decode; using {k} "
-                                            f"(the last frame is missing, or the container's count is an estimate)"),
-                          stacklevel=3)
+                raise InputError(
+                    _show(path),
+                    f"is cut short: it declares {declared} frames but decoding stops after frame {k - 1} ({k} frames)",
+                    hint="the file is truncated or corrupt; re-download or re-encode it",
+                )
+            warnings.warn(
+                FrameCountWarning(
+                    f"{_show(path)}: declares {declared} frames but {k} decode; using {k} "
+                    f"(the last frame is missing, or the container's count is an estimate)"
+                ),
+                stacklevel=3,
+            )
     finally:
         cap.release()
         if fd is not None:
@@ -367,8 +423,9 @@ def _read_file(path: Path, max_frames: int | None) -> tuple[np.ndarray, float | 
     return (np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)), fps
 
 
-def read_video(path: str | Path, max_frames: int | None = None,
-               frame_ext: str | None = None) -> tuple[np.ndarray, float | None]:
+def read_video(
+    path: str | Path, max_frames: int | None = None, frame_ext: str | None = None
+) -> tuple[np.ndarray, float | None]:
     """Decode a video file or a folder of images.
 
     -> frames uint8 [T, H, W, 3] RGB (the first ``max_frames`` if given), fps (None for an image
@@ -428,7 +485,9 @@ def plan_working_size(path: str | Path, width: int, height: int, max_side: int) 
     ``DOWNSCALE_WARN_FACTOR``: fine detail is lost and tracks are only as precise as the working size."""
     w, h = working_size(width, height, max_side)
     if max(width, height) > DOWNSCALE_WARN_FACTOR * max(w, h):
-        warnings.warn(f"{path}: {width}x{height} is downscaled to {w}x{h} (factor {max(width, height) / max(w, h):.1f}); "
-                      f"tracks are computed at the working size, raise max_side to keep more detail",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: {width}x{height} is downscaled to {w}x{h} (factor {max(width, height) / max(w, h):.1f}); "
+            f"tracks are computed at the working size, raise max_side to keep more detail",
+            stacklevel=2,
+        )
     return w, h

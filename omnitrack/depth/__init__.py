@@ -9,9 +9,25 @@
 Importing this package does not import torch.
 """
 
-from omnitrack.depth.anything import (LICENCES, WEIGHTS_URLS, infer_image, infer_video, load_depth_anything,
-                                      network_size, video_depth)
+from omnitrack.depth.anything import (
+    LICENCES,
+    WEIGHTS_URLS,
+    infer_image,
+    infer_video,
+    load_depth_anything,
+    network_size,
+    video_depth,
+)
 from omnitrack.depth.convert import align_frames, fit_depth
 
-__all__ = ["LICENCES", "WEIGHTS_URLS", "align_frames", "fit_depth", "infer_image", "infer_video",
-           "load_depth_anything", "network_size", "video_depth"]
+__all__ = [
+    "LICENCES",
+    "WEIGHTS_URLS",
+    "align_frames",
+    "fit_depth",
+    "infer_image",
+    "infer_video",
+    "load_depth_anything",
+    "network_size",
+    "video_depth",
+]

@@ -30,9 +30,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnitrack.depth", description=__doc__.split("\n\n")[0])
     ap.add_argument("image", type=Path, help="an image file cv2 can read")
     ap.add_argument("out", type=Path, help="output .npy: float32 [H, W] relative inverse depth")
-    ap.add_argument("--weights", type=Path, required=True,
-                    help="the release file, e.g. depth_anything_v2_vits.pth (Hugging Face: "
-                         "depth-anything/Depth-Anything-V2-Small)")
+    ap.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help="the release file, e.g. depth_anything_v2_vits.pth (Hugging Face: depth-anything/Depth-Anything-V2-Small)",
+    )
     ap.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"])
     ap.add_argument("--input-size", type=int, default=518, help="shorter side the network sees (official: 518)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")

@@ -43,8 +43,10 @@ def download_hint(encoder: str) -> str:
     if encoder not in WEIGHTS_URLS:
         return f"the encoders are {sorted(WEIGHTS_URLS)}"
     name = Path(WEIGHTS_URLS[encoder]).name
-    return (f"download {name} from {WEIGHTS_URLS[encoder]} (licence {LICENCES[encoder]}) "
-            f"and pass its path (depth.weights in config.yaml, --weights on the command line)")
+    return (
+        f"download {name} from {WEIGHTS_URLS[encoder]} (licence {LICENCES[encoder]}) "
+        f"and pass its path (depth.weights in config.yaml, --weights on the command line)"
+    )
 
 
 def _encoder_of(state: dict) -> str | None:
@@ -63,7 +65,7 @@ def _unwrap(state: dict) -> dict:
         if not any(k.startswith("pretrained.") for k in state) and isinstance(state.get(key), dict):
             state = state[key]
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -75,27 +77,38 @@ def load_depth_anything(path: str | Path | None, encoder: str = "vits", device: 
     encoder, another model) -> :class:`InputError` naming the file and how to get the real one.
     """
     if encoder not in WEIGHTS_URLS:
-        raise InputError(f"config: depth encoder {encoder!r}", "unknown Depth Anything V2 encoder",
-                         f"use one of {sorted(WEIGHTS_URLS)}")
+        raise InputError(
+            f"config: depth encoder {encoder!r}",
+            "unknown Depth Anything V2 encoder",
+            f"use one of {sorted(WEIGHTS_URLS)}",
+        )
     hint = download_hint(encoder)
     if path is None or not Path(path).is_file():
-        raise InputError(path if path is not None else "config: depth.weights",
-                         f"Depth Anything V2 {encoder} weights file not found", hint)
+        raise InputError(
+            path if path is not None else "config: depth.weights",
+            f"Depth Anything V2 {encoder} weights file not found",
+            hint,
+        )
     import torch
 
     from omnitrack.depth.model import DepthAnythingV2
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a truncated or foreign file
-        raise InputError(path, f"cannot be read as a PyTorch checkpoint ({type(e).__name__}: "
-                               f"{str(e).strip()[:300]})", hint) from None
+        raise InputError(
+            path, f"cannot be read as a PyTorch checkpoint ({type(e).__name__}: {str(e).strip()[:300]})", hint
+        ) from None
     if not isinstance(state, dict):
         raise InputError(path, f"holds a {type(state).__name__}, expected a Depth Anything V2 state dict", hint)
     state = _unwrap(state)
     found = _encoder_of(state)
     if found is not None and found != encoder:
-        raise InputError(path, f"is a Depth Anything V2 {found} checkpoint, not {encoder}",
-                         f"pass --encoder {found} (depth.encoder: {found}), or {hint}")
+        raise InputError(
+            path,
+            f"is a Depth Anything V2 {found} checkpoint, not {encoder}",
+            f"pass --encoder {found} (depth.encoder: {found}), or {hint}",
+        )
     with torch.device("meta"):
         model = DepthAnythingV2(encoder)
     try:
@@ -163,8 +176,9 @@ def infer_image(model, image_bgr: np.ndarray, input_size: int = 518, device: str
     return _forward(model, preprocess(image_bgr, input_size, bgr=True), height, width, device)[0]
 
 
-def infer_video(model, frames: np.ndarray, input_size: int = 518, device: str = "cpu", batch_size: int = 4,
-                progress: bool = True) -> np.ndarray:
+def infer_video(
+    model, frames: np.ndarray, input_size: int = 518, device: str = "cpu", batch_size: int = 4, progress: bool = True
+) -> np.ndarray:
     """Relative inverse depth of every frame: uint8 RGB [T, H, W, 3] (the pipeline's frames) -> float32
     [T, H, W], frame by frame identical to :func:`infer_image` on the frame converted to BGR.
 
@@ -180,14 +194,21 @@ def infer_video(model, frames: np.ndarray, input_size: int = 518, device: str = 
     out = np.empty((t, height, width), np.float32)
     with tqdm(total=t, desc=f"depth ({model.encoder})", unit="frame", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, t, batch_size):
-            chunk = frames[start:start + batch_size]
-            out[start:start + len(chunk)] = _forward(model, preprocess(chunk, input_size), height, width, device)
+            chunk = frames[start : start + batch_size]
+            out[start : start + len(chunk)] = _forward(model, preprocess(chunk, input_size), height, width, device)
             bar.update(len(chunk))
     return out
 
 
-def video_depth(frames: np.ndarray, weights: str | Path, encoder: str = "vits", input_size: int = 518,
-                device: str = "cpu", batch_size: int = 4, progress: bool = True) -> np.ndarray:
+def video_depth(
+    frames: np.ndarray,
+    weights: str | Path,
+    encoder: str = "vits",
+    input_size: int = 518,
+    device: str = "cpu",
+    batch_size: int = 4,
+    progress: bool = True,
+) -> np.ndarray:
     """Load the release file ``weights`` and run :func:`infer_video`: uint8 RGB [T, H, W, 3] ->
     relative inverse depth float32 [T, H, W]. Convert with :func:`omnitrack.depth.convert.fit_depth`."""
     model = load_depth_anything(weights, encoder, device)

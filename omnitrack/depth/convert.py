@@ -41,9 +41,17 @@ import numpy as np
 DEFAULT_MAX_RATIO = 2.0
 
 
-def fit_depth(inv_depth: np.ndarray, depth_far: float = 1.0, max_ratio: float = DEFAULT_MAX_RATIO,
-              far_pct: float = 2.0, near_pct: float = 98.0, pairs=None, min_pairs: int = 50,
-              max_samples: int = 2_000_000, seed: int = 0) -> np.ndarray:
+def fit_depth(
+    inv_depth: np.ndarray,
+    depth_far: float = 1.0,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    far_pct: float = 2.0,
+    near_pct: float = 98.0,
+    pairs=None,
+    min_pairs: int = 50,
+    max_samples: int = 2_000_000,
+    seed: int = 0,
+) -> np.ndarray:
     """Relative inverse depth [T, H, W] -> the fit's depth float32 [T, H, W] (see the module docstring).
 
     pairs: None, or per-frame static correspondences for :func:`align_frames`.
@@ -53,8 +61,10 @@ def fit_depth(inv_depth: np.ndarray, depth_far: float = 1.0, max_ratio: float = 
     if inv.ndim != 3:
         raise ValueError(f"expected inverse depth [T, H, W], got shape {inv.shape}")
     if not (depth_far > 0 and max_ratio >= 1 and 0 <= far_pct < near_pct <= 100):
-        raise ValueError(f"need depth_far > 0, max_ratio >= 1, 0 <= far_pct < near_pct <= 100; got "
-                         f"{depth_far}, {max_ratio}, {far_pct}, {near_pct}")
+        raise ValueError(
+            f"need depth_far > 0, max_ratio >= 1, 0 <= far_pct < near_pct <= 100; got "
+            f"{depth_far}, {max_ratio}, {far_pct}, {near_pct}"
+        )
     if pairs is not None:
         inv = align_frames(inv, pairs, min_pairs)
     far, near = anchors(inv, far_pct, near_pct, max_samples, seed)
@@ -66,8 +76,9 @@ def fit_depth(inv_depth: np.ndarray, depth_far: float = 1.0, max_ratio: float = 
     return (depth_far / (1 + (max_ratio - 1) * n)).astype(np.float32)
 
 
-def anchors(inv: np.ndarray, far_pct: float = 2.0, near_pct: float = 98.0, max_samples: int = 2_000_000,
-            seed: int = 0) -> tuple[float, float]:
+def anchors(
+    inv: np.ndarray, far_pct: float = 2.0, near_pct: float = 98.0, max_samples: int = 2_000_000, seed: int = 0
+) -> tuple[float, float]:
     """(far, near): the ``far_pct`` and ``near_pct`` percentiles of the finite values of ``inv``."""
     flat = inv.reshape(-1)
     if flat.size > max_samples:
@@ -113,8 +124,9 @@ def _sample(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return img[row, col].astype(np.float64)
 
 
-def _robust_line(x: np.ndarray, y: np.ndarray, trials: int = 256, max_points: int = 20_000,
-                 seed: int = 0) -> tuple[float, float] | None:
+def _robust_line(
+    x: np.ndarray, y: np.ndarray, trials: int = 256, max_points: int = 20_000, seed: int = 0
+) -> tuple[float, float] | None:
     """y ~ s x + c, robust to outliers (moving pixels that slipped through, flow errors, specular spikes):
     RANSAC over 2-point lines (``trials`` samples, fixed seed) with inliers within 2 % of y's 2-98 %
     range, then least squares on the best line's inliers, refitted once on its own inliers. None when

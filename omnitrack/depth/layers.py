@@ -42,8 +42,16 @@ import numpy as np
 
 from omnitrack.flow.store import FlowStore
 
-DEFAULTS = {"near": 0.7, "thresh": 1.0, "samples": 2000, "min_area": 0.002, "band": 2, "gaps": [1, 2, 4],
-            "margin": 0.15, "temporal": 2}
+DEFAULTS = {
+    "near": 0.7,
+    "thresh": 1.0,
+    "samples": 2000,
+    "min_area": 0.002,
+    "band": 2,
+    "gaps": [1, 2, 4],
+    "margin": 0.15,
+    "temporal": 2,
+}
 LINK_SHARE = 0.3
 MIN_BAND = 5
 EVIDENCE = "labels"
@@ -136,7 +144,7 @@ def occlusion_votes(layers: np.ndarray, store: FlowStore, mask: np.ndarray, band
             occluded = ((np.asarray(mask[k]) & 1) == 0) & inside
             landed = layers[j][row, col]
             for x, a in enumerate(present):
-                for b in present[x + 1:]:
+                for b in present[x + 1 :]:
                     band_a = grown[b] & (layers[i] == a) & inside
                     band_b = grown[a] & (layers[i] == b) & inside
                     na, nb = int(band_a.sum()), int(band_b.sum())
@@ -212,8 +220,14 @@ def temporal_median(depth: np.ndarray, store: FlowStore, mask: np.ndarray, reach
     return out
 
 
-def layered_depth(store: FlowStore, mask: np.ndarray, cfg: dict | None = None, seed: int = 1234,
-                  far: float = 1.0, details: bool = False):
+def layered_depth(
+    store: FlowStore,
+    mask: np.ndarray,
+    cfg: dict | None = None,
+    seed: int = 1234,
+    far: float = 1.0,
+    details: bool = False,
+):
     """The layered depth of a video (see the module docstring) -> float32 [T, H, W]; with ``details``,
     also {"layers": int32 [T, H, W], "levels": [L], "votes", "weights"}."""
     from omnitrack.model.motion_init import independence
@@ -221,8 +235,12 @@ def layered_depth(store: FlowStore, mask: np.ndarray, cfg: dict | None = None, s
     cfg = {**DEFAULTS, **(cfg or {})}
     if not 0 < cfg["near"] <= far:
         raise ValueError(f"depth.layers.near must be in (0, {far}], got {cfg['near']}")
-    score = independence(store, mask, {"motion_init_samples": cfg["samples"], "motion_init_thresh": cfg["thresh"]},
-                         np.random.default_rng(seed))
+    score = independence(
+        store,
+        mask,
+        {"motion_init_samples": cfg["samples"], "motion_init_thresh": cfg["thresh"]},
+        np.random.default_rng(seed),
+    )
     layers = link_layers(segment(score, float(cfg["min_area"])), store, mask)
     votes, weights = occlusion_votes(layers, store, mask, int(cfg["band"]), tuple(cfg["gaps"]))
     level = order_levels(votes, weights, float(cfg["margin"]))

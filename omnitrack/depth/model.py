@@ -116,19 +116,22 @@ class DPTHead(nn.Module):
         super().__init__()
         c = list(out_channels)
         self.projects = nn.ModuleList([nn.Conv2d(embed_dim, k, 1) for k in c])
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(c[0], c[0], kernel_size=4, stride=4),
-            nn.ConvTranspose2d(c[1], c[1], kernel_size=2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(c[3], c[3], kernel_size=3, stride=2, padding=1),
-        ])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c[0], c[0], kernel_size=4, stride=4),
+                nn.ConvTranspose2d(c[1], c[1], kernel_size=2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(c[3], c[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
         s = nn.Module()
         for k in range(4):
             setattr(s, f"layer{k + 1}_rn", nn.Conv2d(c[k], features, 3, padding=1, bias=False))
             setattr(s, f"refinenet{k + 1}", FusionBlock(features))
         s.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
-        s.output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(),
-                                       nn.Conv2d(32, 1, 1), nn.ReLU())
+        s.output_conv2 = nn.Sequential(
+            nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 1), nn.ReLU()
+        )
         self.scratch = s
 
     def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int) -> torch.Tensor:

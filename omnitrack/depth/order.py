@@ -21,8 +21,10 @@ def layer_map_depth(front: np.ndarray, levels=LEVELS) -> np.ndarray:
     """int [T, H, W] layer map -> float32 [T, H, W] depth (see the module docstring)."""
     front = np.asarray(front).astype(np.int64)
     top = max(int(front.max()) + 1, len(levels))
-    table = np.array([levels[k] if k < len(levels) else max(0.1, levels[-1] - 0.15 * (k - len(levels) + 1))
-                      for k in range(top)], np.float32)
+    table = np.array(
+        [levels[k] if k < len(levels) else max(0.1, levels[-1] - 0.15 * (k - len(levels) + 1)) for k in range(top)],
+        np.float32,
+    )
     return table[front]
 
 
@@ -44,5 +46,8 @@ def order_accuracy(depth: np.ndarray, front: np.ndarray, reach: int = 2) -> dict
         pairs += int(boundary.sum())
         correct += int(((np.abs(diff) > TIE) & (np.sign(diff) == want)).sum())
         ties += int((np.abs(diff) <= TIE).sum())
-    return {"pairs": pairs, "correct": correct / pairs if pairs else float("nan"),
-            "ties": ties / pairs if pairs else float("nan")}
+    return {
+        "pairs": pairs,
+        "correct": correct / pairs if pairs else float("nan"),
+        "ties": ties / pairs if pairs else float("nan"),
+    }

@@ -20,9 +20,17 @@ import numpy as np
 FAR = 1.0
 METHODS = ("layers", "depth_anything_v2", "motion", "none")
 NEEDS_MASKS = ("layers", "motion")
-DEFAULTS = {"method": "layers", "seed": 1234, "weights": None, "encoder": "vits", "input_size": 252,
-            "batch_size": 4, "max_ratio": 2.0,
-            "layers": {}, "motion": {"sep": 0.3, "thresh": 1.0, "samples": 2000}}
+DEFAULTS = {
+    "method": "layers",
+    "seed": 1234,
+    "weights": None,
+    "encoder": "vits",
+    "input_size": 252,
+    "batch_size": 4,
+    "max_ratio": 2.0,
+    "layers": {},
+    "motion": {"sep": 0.3, "thresh": 1.0, "samples": 2000},
+}
 
 
 def settings(cfg: dict | None) -> dict:
@@ -52,8 +60,9 @@ def used_settings(cfg: dict) -> dict:
     return {}
 
 
-def compute_depth(frames: np.ndarray, cfg: dict, masks=None, device: str = "cpu", progress: bool = True,
-                  model=None) -> np.ndarray:
+def compute_depth(
+    frames: np.ndarray, cfg: dict, masks=None, device: str = "cpu", progress: bool = True, model=None
+) -> np.ndarray:
     """float32 [T, H, W] depth of ``frames`` uint8 [T, H, W, 3] by ``cfg["method"]``.
 
     masks: (FlowStore, mask [P, H, W]) of the masks stage, for ``layers`` and ``motion``;
@@ -82,5 +91,16 @@ def compute_depth(frames: np.ndarray, cfg: dict, masks=None, device: str = "cpu"
     from omnitrack.model.motion_init import motion_depth
 
     m = cfg["motion"]
-    return motion_depth(store, mask, h, w, {"depth_init": FAR, "motion_init_sep": m["sep"], "motion_init_thresh":
-                                            m["thresh"], "motion_init_samples": m["samples"], "seed": cfg["seed"]})
+    return motion_depth(
+        store,
+        mask,
+        h,
+        w,
+        {
+            "depth_init": FAR,
+            "motion_init_sep": m["sep"],
+            "motion_init_thresh": m["thresh"],
+            "motion_init_samples": m["samples"],
+            "seed": cfg["seed"],
+        },
+    )

@@ -1,5 +1,5 @@
-"""Evaluation: TAP-Vid metrics and temporal coherence."""
+"""Evaluation: TAP-Vid metrics, temporal coherence, and the score of one prediction."""
 
-from omnitrack.evaluation.metrics import compute_tapvid_metrics, temporal_coherence
+from omnitrack.evaluation.metrics import compute_tapvid_metrics, score, temporal_coherence
 
-__all__ = ["compute_tapvid_metrics", "temporal_coherence"]
+__all__ = ["compute_tapvid_metrics", "score", "temporal_coherence"]

@@ -48,15 +48,14 @@ class Tally:
     def precision(self, k: int) -> float:
         return self.within[k] / self.reliable if self.reliable else float("nan")
 
-    def __iadd__(self, other: "Tally") -> "Tally":
+    def __iadd__(self, other: Tally) -> Tally:
         self.points += other.points
         self.reliable += other.reliable
         self.within = [a + b for a, b in zip(self.within, other.within)]
         return self
 
 
-def dense_pair(flow: np.ndarray, mask: np.ndarray, target: np.ndarray, layer: np.ndarray
-               ) -> dict[str, Tally]:
+def dense_pair(flow: np.ndarray, mask: np.ndarray, target: np.ndarray, layer: np.ndarray) -> dict[str, Tally]:
     """One pair against dense truth: flow [H, W, 2] i->j, mask [H, W] (!= 0: reliable), target
     [H, W, 2] true positions in frame j of frame i's pixel centres, layer [H, W] (0: background).
     -> {"background": Tally, "objects": Tally}."""
@@ -94,8 +93,12 @@ def table(by_gap: dict[int, dict[str, Tally]]) -> list[dict]:
 
 
 def _cells(name: str, t: Tally) -> dict:
-    return {f"{name}_coverage": t.coverage, f"{name}_p1": t.precision(0), f"{name}_p3": t.precision(1),
-            f"{name}_reliable": t.reliable}
+    return {
+        f"{name}_coverage": t.coverage,
+        f"{name}_p1": t.precision(0),
+        f"{name}_p3": t.precision(1),
+        f"{name}_reliable": t.reliable,
+    }
 
 
 def markdown(rows: list[dict], classes: list[str]) -> str:
@@ -124,5 +127,5 @@ def auc(score: np.ndarray, positive: np.ndarray) -> float:
         return float("nan")
     values, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2.0)[inverse]   # average 1-based rank of each tie group
+    ranks = (ends - (counts - 1) / 2.0)[inverse]  # average 1-based rank of each tie group
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -37,13 +37,16 @@ def evaluation_points(query_points: np.ndarray, num_frames: int, query_mode: str
     table = np.cumsum(eye, axis=1) - eye if query_mode == "first" else 1 - eye
     query_frame = np.round(query_points[..., 0]).astype(np.int64)
     if query_frame.size and (query_frame.min() < 0 or query_frame.max() >= num_frames):
-        raise ValueError(f"query_points has query frames outside [0, {num_frames - 1}] "
-                         f"(min {query_frame.min()}, max {query_frame.max()})")
+        raise ValueError(
+            f"query_points has query frames outside [0, {num_frames - 1}] "
+            f"(min {query_frame.min()}, max {query_frame.max()})"
+        )
     return table[query_frame] > 0
 
 
-def compute_tapvid_metrics(query_points, gt_occluded, gt_tracks, pred_occluded, pred_tracks,
-                           query_mode: str) -> dict[str, np.ndarray]:
+def compute_tapvid_metrics(
+    query_points, gt_occluded, gt_tracks, pred_occluded, pred_tracks, query_mode: str
+) -> dict[str, np.ndarray]:
     """TAP-Vid metrics of each video in a batch.
 
     query_points [B, N, 3] (t, y, x); gt_occluded, pred_occluded bool [B, N, T];
@@ -70,15 +73,17 @@ def compute_tapvid_metrics(query_points, gt_occluded, gt_tracks, pred_occluded, 
     evaluated = evaluation_points(query_points, t, query_mode)
     axes = (1, 2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        metrics = {"occlusion_accuracy": np.sum((pred_occluded == gt_occluded) & evaluated, axis=axes)
-                   / np.sum(evaluated, axis=axes)}
+        metrics = {
+            "occlusion_accuracy": np.sum((pred_occluded == gt_occluded) & evaluated, axis=axes)
+            / np.sum(evaluated, axis=axes)
+        }
         visible = ~gt_occluded
         pred_visible = ~pred_occluded
         sq_dist = np.sum(np.square(pred_tracks - gt_tracks), axis=-1)
         gt_positives = np.sum(visible & evaluated, axis=axes)
         fracs, jaccards = [], []
         for thresh in THRESHOLDS:
-            within = sq_dist < thresh ** 2
+            within = sq_dist < thresh**2
             correct = within & visible & evaluated
             frac = np.sum(correct, axis=axes) / gt_positives
             true_pos = np.sum(correct & pred_visible, axis=axes)
@@ -122,3 +127,22 @@ def temporal_coherence(gt_tracks, gt_occluded, pred_tracks) -> np.ndarray:
     err = np.linalg.norm(accel(pred_tracks) - accel(gt_tracks), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.sum(np.where(visible3, err, 0.0), axis=(1, 2)) / np.sum(visible3, axis=(1, 2))
+
+
+def score(tracks, occluded, truth, mode: str, width: int, height: int) -> dict:
+    """TAP-Vid metrics and temporal coherence (None without three consecutive visible frames) of a
+    prediction, in 256x256 space.
+
+    tracks float [N, T, 2] and occluded bool [N, T] in working pixels (width x height); truth: the
+    (query_points, gt_tracks, gt_occluded) of :func:`omnitrack.queries.benchmark_queries` for ``mode``.
+    """
+    queries, gt_tracks, gt_occluded = truth
+    to256 = np.array([256.0 / width, 256.0 / height], np.float32)
+    q256 = queries * np.array([1.0, 256.0 / height, 256.0 / width], np.float32)
+    gt256, pred256 = (gt_tracks * to256)[None], (np.asarray(tracks) * to256)[None]
+    metrics = compute_tapvid_metrics(q256[None], gt_occluded[None], gt256, np.asarray(occluded)[None], pred256, mode)
+    result = {k: float(v[0]) if np.isfinite(v[0]) else None for k, v in metrics.items()}
+    tc = temporal_coherence(gt256, gt_occluded[None], pred256)[0]
+    result["temporal_coherence"] = float(tc) if np.isfinite(tc) else None
+    result["num_queries"] = int(len(queries))
+    return result

@@ -9,8 +9,11 @@ import pandas as pd
 from omnitrack.io import atomic_path, read_json
 
 THRESHOLDS = (1, 2, 4, 8, 16)
-METRICS = (["average_jaccard", "average_pts_within_thresh", "occlusion_accuracy", "temporal_coherence"]
-           + [f"jaccard_{d}" for d in THRESHOLDS] + [f"pts_within_{d}" for d in THRESHOLDS])
+METRICS = (
+    ["average_jaccard", "average_pts_within_thresh", "occlusion_accuracy", "temporal_coherence"]
+    + [f"jaccard_{d}" for d in THRESHOLDS]
+    + [f"pts_within_{d}" for d in THRESHOLDS]
+)
 
 
 def benchmark_seconds(path: str | Path) -> float:
@@ -36,8 +39,14 @@ def video_rows(dataset: str, rows: list[dict], settings: dict) -> pd.DataFrame:
     """
     out = []
     for row in rows:
-        rec = {"dataset": dataset, "video": row["video"], "name": row.get("name", row["video"]),
-               "method": row["method"], "query_mode": row["mode"], **settings}
+        rec = {
+            "dataset": dataset,
+            "video": row["video"],
+            "name": row.get("name", row["video"]),
+            "method": row["method"],
+            "query_mode": row["mode"],
+            **settings,
+        }
         if row.get("prediction"):
             rec["num_queries"] = prediction_queries(row["prediction"])
         if row.get("metrics"):
@@ -77,4 +86,3 @@ def combine(dataset_csvs: list[str | Path]) -> pd.DataFrame:
     ``summary_datasets``, for which ones the workflow gathers)."""
     frames = [pd.read_csv(p) for p in dataset_csvs]
     return pd.concat([dataset_means(f) for f in frames if len(f)], ignore_index=True)
-

@@ -26,8 +26,9 @@ METHODS = ("sift", "raft", "dino", "dinov2")
 SIFT_SUPPORT = 4  # a SIFT descriptor's 4x4 histogram grid spans this many cells
 
 
-def dense_sift(frames: np.ndarray, cell: int = 8, support: float = SIFT_SUPPORT,
-               progress: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
+def dense_sift(
+    frames: np.ndarray, cell: int = 8, support: float = SIFT_SUPPORT, progress: bool = False
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Centred RootSIFT on a grid: uint8 [T, H, W, 3] -> (float32 [T, H // cell, W // cell, 128], (cell, cell)).
 
     One upright (angle 0) SIFT keypoint per cell, at the cell centre, with a fixed size chosen so that
@@ -58,21 +59,23 @@ def dense_sift(frames: np.ndarray, cell: int = 8, support: float = SIFT_SUPPORT,
     pad = int(np.ceil(0.9 * support * cell)) + 2  # OpenCV's descriptor radius is 10.6 x size / 2 = 0.88 x span
     # OpenCV keypoint coordinates put pixel centres on integers: project point (x, y) is at
     # (x - 0.5, y - 0.5), plus the padding.
-    ys, xs = np.meshgrid((np.arange(h) + 0.5) * cell - 0.5 + pad, (np.arange(w) + 0.5) * cell - 0.5 + pad,
-                         indexing="ij")
+    ys, xs = np.meshgrid(
+        (np.arange(h) + 0.5) * cell - 0.5 + pad, (np.arange(w) + 0.5) * cell - 0.5 + pad, indexing="ij"
+    )
     keypoints = [cv2.KeyPoint(float(x), float(y), size, 0.0) for x, y in zip(xs.ravel(), ys.ravel())]
     sift = cv2.SIFT_create()
     out = np.empty((t, h, w, 128), np.float32)
     for i in tqdm(range(t), desc="sift", unit="frame", file=sys.stderr, disable=not progress):
-        gray = cv2.copyMakeBorder(cv2.cvtColor(frames[i], cv2.COLOR_RGB2GRAY), pad, pad, pad, pad,
-                                  cv2.BORDER_REFLECT_101)
+        gray = cv2.copyMakeBorder(
+            cv2.cvtColor(frames[i], cv2.COLOR_RGB2GRAY), pad, pad, pad, pad, cv2.BORDER_REFLECT_101
+        )
         kept, desc = sift.compute(gray, keypoints)
         if desc is None or len(kept) != h * w:
             raise RuntimeError(f"OpenCV SIFT returned {0 if desc is None else len(kept)} of {h * w} grid descriptors")
         out[i] = _root_sift(desc).reshape(h, w, 128)
     out -= out.reshape(-1, 128).mean(axis=0)
     norm = np.linalg.norm(out, axis=-1, keepdims=True)
-    out = np.where(norm > 1e-6, out / np.maximum(norm, 1e-6), np.float32(128 ** -0.5))
+    out = np.where(norm > 1e-6, out / np.maximum(norm, 1e-6), np.float32(128**-0.5))
     return out, (float(cell), float(cell))
 
 
@@ -85,9 +88,15 @@ def _root_sift(desc: np.ndarray) -> np.ndarray:
     return root / np.linalg.norm(root, axis=1, keepdims=True)
 
 
-def compute_features(frames: np.ndarray, method: str, weights: str | Path | None = None, cell: int = 8,
-                     device: str = "auto", progress: bool = True,
-                     short_side: int = 480) -> tuple[np.ndarray, tuple[float, float]]:
+def compute_features(
+    frames: np.ndarray,
+    method: str,
+    weights: str | Path | None = None,
+    cell: int = 8,
+    device: str = "auto",
+    progress: bool = True,
+    short_side: int = 480,
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Dense descriptors of every frame.
 
     frames uint8 [T, H, W, 3]; method "sift" (weight-free; ``cell`` pixels per descriptor), "raft"
@@ -103,13 +112,17 @@ def compute_features(frames: np.ndarray, method: str, weights: str | Path | None
     elif method in ("dino", "dinov2"):
         from omnitrack.features.dino import extract_features
         from omnitrack.flow.compute import resolve_device
-        desc, cellxy = extract_features(frames, method, weights, device=resolve_device(device),
-                                        short_side=short_side, progress=progress)
+
+        desc, cellxy = extract_features(
+            frames, method, weights, device=resolve_device(device), short_side=short_side, progress=progress
+        )
     elif method == "raft":
         from omnitrack.flow.compute import resolve_device
         from omnitrack.flow.raft import encode_frames, load_raft_encoder
+
         if weights is None:
             from omnitrack.flow.raft import HINT
+
             raise InputError("features.<purpose>.weights", "method raft needs a RAFT checkpoint", HINT)
         dev = resolve_device(device)
         desc = encode_frames(load_raft_encoder(weights, dev), frames, device=dev, progress=progress)

@@ -83,10 +83,12 @@ def load_model(method: str, weights: str | Path | None, device: str = "cpu"):
 
     name = Path(DINO_URLS.get(method, "")).name or "the official checkpoint"
     if weights is None or not Path(weights).is_file():
-        raise InputError(weights if weights is not None else f"config: features weights for {method}",
-                         f"{method} weights file not found",
-                         f"download {name} from {DINO_URLS.get(method, '?')} and set its path in config.yaml "
-                         f"(features.<purpose>.weights), or use method 'sift' which needs no weights")
+        raise InputError(
+            weights if weights is not None else f"config: features weights for {method}",
+            f"{method} weights file not found",
+            f"download {name} from {DINO_URLS.get(method, '?')} and set its path in config.yaml "
+            f"(features.<purpose>.weights), or use method 'sift' which needs no weights",
+        )
     model = build_model(method, device="meta")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -100,9 +102,11 @@ def load_model(method: str, weights: str | Path | None, device: str = "cpu"):
         model.load_state_dict(checkpoint_filter_fn(dict(state), model), strict=True, assign=True)
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()
-        raise InputError(weights, f"is not a {ARCH[method]} ({method}) checkpoint: "
-                                  f"{' '.join(first[:3])[:400]}",
-                         f"expected {name} from {DINO_URLS[method]}") from None
+        raise InputError(
+            weights,
+            f"is not a {ARCH[method]} ({method}) checkpoint: {' '.join(first[:3])[:400]}",
+            f"expected {name} from {DINO_URLS[method]}",
+        ) from None
     return model.to(device).eval()
 
 
@@ -113,7 +117,7 @@ def _unwrap(state: dict) -> dict:
         state = state["teacher"]
     for prefix in ("module.", "backbone."):
         if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 
@@ -156,9 +160,14 @@ def interpolate_pos_embed(pos_embed, grid_h: int, grid_w: int):
     dim = pos_embed.shape[-1]
     patch_pos = F.interpolate(
         patch_pos.reshape(1, m, m, dim).permute(0, 3, 1, 2).float(),
-        scale_factor=((grid_h + 0.1) / m, (grid_w + 0.1) / m), mode="bicubic", align_corners=False)
+        scale_factor=((grid_h + 0.1) / m, (grid_w + 0.1) / m),
+        mode="bicubic",
+        align_corners=False,
+    )
     if patch_pos.shape[-2:] != (grid_h, grid_w):
-        raise RuntimeError(f"position embedding interpolated to {tuple(patch_pos.shape[-2:])}, expected {(grid_h, grid_w)}")
+        raise RuntimeError(
+            f"position embedding interpolated to {tuple(patch_pos.shape[-2:])}, expected {(grid_h, grid_w)}"
+        )
     patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim).to(pos_embed.dtype)
     return torch.cat([cls_pos, patch_pos], dim=1)
 
@@ -173,17 +182,24 @@ def patch_tokens(model, image):
         x = torch.cat([model.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
         x = x + interpolate_pos_embed(model.pos_embed, h, w)
         x = model.norm(model.blocks(model.norm_pre(x)))
-        return x[:, model.num_prefix_tokens:].reshape(b, h, w, c)
+        return x[:, model.num_prefix_tokens :].reshape(b, h, w, c)
 
 
-def extract_features(frames: np.ndarray, method: str, weights: str | Path | None, device: str = "cpu",
-                     short_side: int = 480, progress: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
+def extract_features(
+    frames: np.ndarray,
+    method: str,
+    weights: str | Path | None,
+    device: str = "cpu",
+    short_side: int = 480,
+    progress: bool = False,
+) -> tuple[np.ndarray, tuple[float, float]]:
     """frames uint8 [T, H, W, 3] -> (float32 [T, h, w, 384] patch tokens, (cx, cy) = (W / w, H / h))."""
     return run_model(load_model(method, weights, device), frames, method, device, short_side, progress)
 
 
-def run_model(model, frames: np.ndarray, method: str, device: str = "cpu", short_side: int = 480,
-              progress: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
+def run_model(
+    model, frames: np.ndarray, method: str, device: str = "cpu", short_side: int = 480, progress: bool = False
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Patch tokens of every frame from an already loaded ``model`` (see :func:`extract_features`)."""
     from tqdm import tqdm
 

@@ -40,7 +40,6 @@ import numpy as np
 from omnitrack.errors import CacheError
 from omnitrack.io import load_npz, save_npz
 
-
 MATCH_DEFAULTS = {
     "dinov2": {},
     "dino": {},
@@ -55,11 +54,19 @@ def match_defaults(method: str) -> dict:
     return dict(MATCH_DEFAULTS[method])
 
 
-def long_term_matches(descriptors: np.ndarray, cell, image_size, min_gap: int = 10, sim_th: float = 0.75,
-                      self_sim_th: float = 0.55, area_frac: float = 100 / 2074,
-                      local_band: tuple[float, float] = (30 / 100, 100 / 100), window_cells: int = 5,
-                      coherence: tuple[float, float] = (4.0, 32.0),
-                      progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def long_term_matches(
+    descriptors: np.ndarray,
+    cell,
+    image_size,
+    min_gap: int = 10,
+    sim_th: float = 0.75,
+    self_sim_th: float = 0.55,
+    area_frac: float = 100 / 2074,
+    local_band: tuple[float, float] = (30 / 100, 100 / 100),
+    window_cells: int = 5,
+    coherence: tuple[float, float] = (4.0, 32.0),
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Matches of every pair a < b with b - a >= min_gap (see the module docstring).
 
     descriptors float [T, h, w, C] (normalised here); cell (cx, cy) pixels per cell; image_size (W, H).
@@ -115,8 +122,9 @@ def _mutual_nn(fa, fb):
     return ia, ib, sim[ia, ib]
 
 
-def _frame_filter(f, h: int, w: int, self_sim_th: float, area_frac: float,
-                  local_band: tuple[float, float], k: int, chunk: int = 1024):
+def _frame_filter(
+    f, h: int, w: int, self_sim_th: float, area_frac: float, local_band: tuple[float, float], k: int, chunk: int = 1024
+):
     """Per-patch distinctiveness and local-band test of one frame: f [P, C] unit rows -> bool [P]."""
     import torch
 
@@ -174,8 +182,11 @@ def load_matches(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     frames, points, score = z["frames"], z["points"], z["score"]
     m = len(frames)
     if frames.shape != (m, 2) or points.shape != (m, 4) or score.shape != (m,):
-        raise CacheError(path, f"inconsistent shapes: frames {frames.shape}, points {points.shape}, "
-                               f"score {score.shape} (expected [M,2], [M,4], [M])")
+        raise CacheError(
+            path,
+            f"inconsistent shapes: frames {frames.shape}, points {points.shape}, "
+            f"score {score.shape} (expected [M,2], [M,4], [M])",
+        )
     if m and (frames.min() < 0 or np.any(frames[:, 0] >= frames[:, 1])):
         raise CacheError(path, "frame pairs must be non-negative with a < b")
     if not (np.all(np.isfinite(points)) and np.all(np.isfinite(score))):

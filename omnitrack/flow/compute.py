@@ -15,15 +15,23 @@ RAFT_DEFAULTS = {"weights": None, "small": False, "iters": 20, "batch_size": 4}
 
 
 def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda" when available, else "cpu"; anything else is returned unchanged."""
+    """ "auto" -> "cuda" when available, else "cpu"; anything else is returned unchanged."""
     if device != "auto":
         return device
     import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def compute_flows(frames: np.ndarray, out_dir: str | Path, method: str, window: int,
-                  raft: dict | None = None, device: str = "auto", progress: bool = True) -> None:
+def compute_flows(
+    frames: np.ndarray,
+    out_dir: str | Path,
+    method: str,
+    window: int,
+    raft: dict | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> None:
     """Write the flow of every pair (i, j), 0 < |i - j| <= window, to the store ``out_dir``.
 
     frames: uint8 [T, H, W, 3]. method: "dis" or "raft". raft: {"weights": path or "torchvision",
@@ -48,6 +56,7 @@ def compute_flows(frames: np.ndarray, out_dir: str | Path, method: str, window: 
     meta = {"method": method, "window": window}
     if method == "dis":
         from omnitrack.flow.dis import dis_pair_flows
+
         meta["preset"] = "medium"
         flows = dis_pair_flows(frames, pairs, preset="medium")
     elif method == "raft":
@@ -56,20 +65,31 @@ def compute_flows(frames: np.ndarray, out_dir: str | Path, method: str, window: 
     else:
         raise ValueError(f"flow method must be 'dis' or 'raft', got {method!r}")
     with FlowWriter(out_dir, pairs, t, h, w, meta=meta) as writer:
-        for k, flow in tqdm(flows, total=len(pairs), desc=f"flow {Path(out_dir).name}", unit="pair",
-                            file=sys.stderr, disable=not progress):
+        for k, flow in tqdm(
+            flows,
+            total=len(pairs),
+            desc=f"flow {Path(out_dir).name}",
+            unit="pair",
+            file=sys.stderr,
+            disable=not progress,
+        ):
             writer.put(k, flow)
 
 
 def _raft_flows(frames, pairs, cfg: dict, device: str):
     import torch
+
     from omnitrack.flow.raft import load_raft, raft_pair_flows
 
     if cfg["weights"] is None:
-        raise InputError("config: flow.raft.weights", "RAFT needs a checkpoint",
-                         "set it to the path of raft-sintel.pth / raft-things.pth or to 'torchvision'")
+        raise InputError(
+            "config: flow.raft.weights",
+            "RAFT needs a checkpoint",
+            "set it to the path of raft-sintel.pth / raft-things.pth or to 'torchvision'",
+        )
     weights = cfg["weights"] if str(cfg["weights"]) == "torchvision" else Path(cfg["weights"]).resolve()
     model = load_raft(weights, small=bool(cfg["small"]), device=device)
-    flows = raft_pair_flows(model, frames, pairs, iters=int(cfg["iters"]),
-                            batch_size=int(cfg["batch_size"]), device=torch.device(device))
+    flows = raft_pair_flows(
+        model, frames, pairs, iters=int(cfg["iters"]), batch_size=int(cfg["batch_size"]), device=torch.device(device)
+    )
     return flows, {"weights": str(weights), "small": bool(cfg["small"]), "iters": int(cfg["iters"])}

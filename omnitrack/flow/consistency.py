@@ -58,10 +58,17 @@ def _remap(arr: np.ndarray, map_xy: np.ndarray, outside: float | None = None) ->
     outside=None replicates the border; a number is used for samples off the image.
     """
     import cv2
+
     border = cv2.BORDER_REPLICATE if outside is None else cv2.BORDER_CONSTANT
     mx, my = (np.ascontiguousarray(map_xy[..., c], np.float32) for c in (0, 1))
-    return cv2.remap(np.ascontiguousarray(arr, np.float32), mx, my, cv2.INTER_LINEAR,
-                     borderMode=border, borderValue=0.0 if outside is None else float(outside))
+    return cv2.remap(
+        np.ascontiguousarray(arr, np.float32),
+        mx,
+        my,
+        cv2.INTER_LINEAR,
+        borderMode=border,
+        borderValue=0.0 if outside is None else float(outside),
+    )
 
 
 def _inside(map_xy: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -83,8 +90,10 @@ class _Features:
         desc = features["descriptors"]
         cell = np.asarray(features["cell"], np.float64).reshape(-1)
         if desc.ndim != 4 or desc.shape[0] != num_frames or cell.shape != (2,):
-            raise ValueError(f"features must hold descriptors [T={num_frames}, h, w, C] and cell [2], "
-                             f"got {desc.shape} and {cell.shape}")
+            raise ValueError(
+                f"features must hold descriptors [T={num_frames}, h, w, C] and cell [2], "
+                f"got {desc.shape} and {cell.shape}"
+            )
         self.desc, self.cell = desc, cell
         self.centres = centres.reshape(-1, 2)
         self._source = (None, None, None)  # frame, descriptors at its pixel centres [C, H*W], their norms [H*W]
@@ -93,6 +102,7 @@ class _Features:
         """Descriptors of frame t at pixel points xy [N, 2] -> [C, N] (border replicated)."""
         import torch
         import torch.nn.functional as F
+
         grid = torch.from_numpy(np.asarray(self.desc[t], np.float32)).permute(2, 0, 1)[None]
         _, _, h, w = grid.shape
         g = torch.from_numpy(2 * xy / (np.array([w, h]) * self.cell) - 1).float()[None, None]
@@ -102,23 +112,25 @@ class _Features:
         """float32 [N]: cosine of frame i's descriptor at its pixel centres ``flat`` [N] (row-major
         pixel indices) and frame j's at points xy_j [N, 2]."""
         import torch
+
         if self._source[0] != i:
             a = self._sample(i, self.centres)
             self._source = (i, a, a.square().sum(0).sqrt_())
         _, a_all, a_norm = self._source
         out = np.empty(len(flat), np.float32)
         for s in range(0, len(flat), chunk):
-            idx = torch.from_numpy(flat[s:s + chunk])
-            b = self._sample(j, xy_j[s:s + chunk])
+            idx = torch.from_numpy(flat[s : s + chunk])
+            b = self._sample(j, xy_j[s : s + chunk])
             # explicit products and sums: einsum and linalg.vector_norm over dim 0 are ~2x slower here
             dot = (a_all.index_select(1, idx) * b).sum(0)
             norms = (a_norm.index_select(0, idx) * b.square().sum(0).sqrt_()).clamp_min(1e-12)
-            out[s:s + chunk] = (dot / norms).numpy()
+            out[s : s + chunk] = (dot / norms).numpy()
         return out
 
 
-def _appearance_ok(feats: _Features, i: int, j: int, target_xy: np.ndarray, candidates: np.ndarray,
-                   threshold: float) -> np.ndarray:
+def _appearance_ok(
+    feats: _Features, i: int, j: int, target_xy: np.ndarray, candidates: np.ndarray, threshold: float
+) -> np.ndarray:
     """bool [H, W]: candidates whose descriptor cosine between frame i (at their pixel centres) and
     frame j (at target_xy [H, W, 2], pixel coordinates) > threshold."""
     ok = np.zeros_like(candidates)
@@ -135,22 +147,31 @@ def direct_masks(f: np.ndarray, b: np.ndarray, gap: int, cycle_th: float) -> tup
     """
     h, w = f.shape[:2]
     grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
-    target = grid + f                          # index coordinates of x + f(x) in frame j
-    back = _remap(b, target)                   # b(x + f(x))
+    target = grid + f  # index coordinates of x + f(x) in frame j
+    back = _remap(b, target)  # b(x + f(x))
     err = np.linalg.norm(f + back, axis=-1)
     cycle = err < cycle_th
     if gap >= APPEARANCE_MIN_GAP:
         return cycle, np.zeros_like(cycle)
-    second = target + back                     # x' (index coordinates in frame i)
+    second = target + back  # x' (index coordinates in frame i)
     err2 = np.linalg.norm(back + _remap(f, second), axis=-1)
     occluded = (err > 1.5 * cycle_th) & (err2 < cycle_th) & _inside(target, h, w)
     return cycle, occluded
 
 
-def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path, features: dict | None = None,
-                  cycle_th: float = 3.0, appearance_th: float = 0.0, chain: bool = True,
-                  chain_appearance_th: float = 0.5, chain_rgb_th: float = 0.3, confirm_th: float | None = 2.0,
-                  progress: bool = True) -> None:
+def compute_masks(
+    frames: np.ndarray,
+    flow_store: FlowStore,
+    out_dir: str | Path,
+    features: dict | None = None,
+    cycle_th: float = 3.0,
+    appearance_th: float = 0.0,
+    chain: bool = True,
+    chain_appearance_th: float = 0.5,
+    chain_rgb_th: float = 0.3,
+    confirm_th: float | None = 2.0,
+    progress: bool = True,
+) -> None:
     """Write the masks directory ``out_dir`` for ``flow_store`` (see the module docstring).
 
     frames: uint8 [T, H, W, 3] (RGB check of chaining). features: None (appearance checks skipped)
@@ -166,14 +187,27 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
     flow_store.check_window(window)
     centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).astype(np.float32)
     feats = None if features is None else _Features(features, t, centres)
-    params = {"cycle_th": cycle_th, "appearance_th": appearance_th, "appearance": feats is not None,
-              "chain": chain, "chain_appearance_th": chain_appearance_th, "chain_rgb_th": chain_rgb_th,
-              "confirm_th": confirm_th if chain else None}
-    meta = {**{k: v for k, v in flow_store.meta.items() if k not in _STORE_KEYS},
-            "num_frames": t, "height": h, "width": w, "pairs": [list(p) for p in pairs], "scale": SCALE,
-            "window": window, "masks": params}
+    params = {
+        "cycle_th": cycle_th,
+        "appearance_th": appearance_th,
+        "appearance": feats is not None,
+        "chain": chain,
+        "chain_appearance_th": chain_appearance_th,
+        "chain_rgb_th": chain_rgb_th,
+        "confirm_th": confirm_th if chain else None,
+    }
+    meta = {
+        **{k: v for k, v in flow_store.meta.items() if k not in _STORE_KEYS},
+        "num_frames": t,
+        "height": h,
+        "width": w,
+        "pairs": [list(p) for p in pairs],
+        "scale": SCALE,
+        "window": window,
+        "masks": params,
+    }
     by_source: dict[int, list[int]] = {}
-    for k, (i, j) in enumerate(pairs):
+    for k, (i, _) in enumerate(pairs):
         by_source.setdefault(i, []).append(k)
 
     with atomic_path(out_dir) as tmp:
@@ -194,8 +228,19 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
         for i in tqdm(range(t), desc=f"{'chain' if chain else 'count'} {Path(out_dir).name}", **bar):
             ks = by_source.get(i, [])
             if chain:
-                _chain_source(i, frames, flow_store, mask, flow_out, feats, centres, window,
-                              chain_appearance_th, chain_rgb_th, confirm_th)
+                _chain_source(
+                    i,
+                    frames,
+                    flow_store,
+                    mask,
+                    flow_out,
+                    feats,
+                    centres,
+                    window,
+                    chain_appearance_th,
+                    chain_rgb_th,
+                    confirm_th,
+                )
             else:
                 for k in ks:
                     flow_out[k] = encode(flow_store.get(*pairs[k]))
@@ -205,8 +250,9 @@ def compute_masks(frames: np.ndarray, flow_store: FlowStore, out_dir: str | Path
         write_json(tmp / "meta.json", meta)
 
 
-def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, window, app_th, rgb_th,
-                  confirm_th) -> None:
+def _chain_source(
+    i, frames, store: FlowStore, mask, flow_out, feats, centres, window, app_th, rgb_th, confirm_th
+) -> None:
     """Chained flows and masks of every pair (i, j) of the window, written in place (see module doc)."""
     t, h, w = store.num_frames, store.height, store.width
     grid = centres - 0.5
@@ -218,7 +264,7 @@ def _chain_source(i, frames, store: FlowStore, mask, flow_out, feats, centres, w
             j, prev = i + step * gap, i + step * (gap - 1)
             if not 0 <= j < t:
                 break
-            pos = grid + acc                              # index coordinates in frame prev
+            pos = grid + acc  # index coordinates in frame prev
             k_step = store.index[(prev, j)]
             step_reliable = _remap((mask[k_step] & RELIABLE).astype(np.float32), pos, outside=0.0) > 0.999
             acc = acc + _remap(store.get(prev, j), pos)

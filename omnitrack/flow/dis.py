@@ -1,15 +1,13 @@
 """OpenCV's DIS optical flow: a weight-free fallback when no RAFT checkpoint is at hand.
 
 Preset MEDIUM (the default): denser patches and variational refinement on more scales than
-ULTRAFAST/FAST. Measured on the TAP-Vid DAVIS 32-frame cut at 256x256 (4 videos, sweeps of gaps
-1-16 from frames 0 and 31, one thread): FAST 1.5 ms/pair, 29% of visible points within 1 px and 53%
-within 4 px; MEDIUM 9.7 ms/pair, 45% within 1 px and 62% within 4 px. Still about 100x cheaper
+ULTRAFAST/FAST, more accurate for a few ms more per pair (BENCHMARKS.md §4). Still about 100x cheaper
 than RAFT on CPU, and far less accurate on large motions; the masks discard what does not cycle.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -18,11 +16,13 @@ PRESETS = ("ultrafast", "fast", "medium")
 
 def _gray(frame: np.ndarray):
     import cv2
+
     return cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
 
 
 def make_dis(preset: str = "medium"):
     import cv2
+
     if preset not in PRESETS:
         raise ValueError(f"DIS preset must be one of {PRESETS}, got {preset!r}")
     return cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
@@ -34,8 +34,9 @@ def dis_flow(frame_i: np.ndarray, frame_j: np.ndarray, dis=None) -> np.ndarray:
     return dis.calc(_gray(frame_i), _gray(frame_j), None).astype(np.float32, copy=False)
 
 
-def dis_pair_flows(frames: np.ndarray, pairs: Sequence[tuple[int, int]],
-                   preset: str = "medium") -> Iterator[tuple[int, np.ndarray]]:
+def dis_pair_flows(
+    frames: np.ndarray, pairs: Sequence[tuple[int, int]], preset: str = "medium"
+) -> Iterator[tuple[int, np.ndarray]]:
     """(k, float32 [H, W, 2]) for every pairs[k]; frames uint8 [T, H, W, 3]."""
     dis = make_dis(preset)
     gray: dict[int, np.ndarray] = {}

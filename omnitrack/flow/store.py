@@ -18,8 +18,8 @@ RSS stays at a few pairs, not the file size. :meth:`FlowStore.raw` memory-maps i
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -33,10 +33,7 @@ LIMIT = np.iinfo(np.int16).max / SCALE
 def window_pairs(num_frames: int, window: int) -> list[tuple[int, int]]:
     """All ordered pairs (i, j), 0 < |i - j| <= window, sorted by i then j."""
     return [
-        (i, j)
-        for i in range(num_frames)
-        for j in range(max(0, i - window), min(num_frames, i + window + 1))
-        if j != i
+        (i, j) for i in range(num_frames) for j in range(max(0, i - window), min(num_frames, i + window + 1)) if j != i
     ]
 
 
@@ -59,15 +56,28 @@ class FlowWriter:
                 w.put(k, flow_ij)
     """
 
-    def __init__(self, path: str | Path, pairs: Sequence[tuple[int, int]], num_frames: int,
-                 height: int, width: int, meta: dict | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        pairs: Sequence[tuple[int, int]],
+        num_frames: int,
+        height: int,
+        width: int,
+        meta: dict | None = None,
+    ):
         self.path = Path(path)
         self.pairs = [tuple(map(int, p)) for p in pairs]
-        self.meta = {"num_frames": int(num_frames), "height": int(height), "width": int(width),
-                     "pairs": [list(p) for p in self.pairs], "scale": SCALE, **(meta or {})}
+        self.meta = {
+            "num_frames": int(num_frames),
+            "height": int(height),
+            "width": int(width),
+            "pairs": [list(p) for p in self.pairs],
+            "scale": SCALE,
+            **(meta or {}),
+        }
         self._done: set[int] = set()
 
-    def __enter__(self) -> "FlowWriter":
+    def __enter__(self) -> FlowWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._tmp.mkdir()
@@ -78,8 +88,9 @@ class FlowWriter:
     def put(self, k: int, flow: np.ndarray) -> None:
         """flow: float [H, W, 2] pixels for pair k."""
         if not 0 <= k < len(self.pairs) or tuple(np.shape(flow)) != self._pair_shape:
-            raise ValueError(f"{self.path}: pair {k} of {len(self.pairs)} with flow {np.shape(flow)}, "
-                             f"expected {self._pair_shape}")
+            raise ValueError(
+                f"{self.path}: pair {k} of {len(self.pairs)} with flow {np.shape(flow)}, expected {self._pair_shape}"
+            )
         self._rows[k] = encode(flow)
         self._done.add(k)
 

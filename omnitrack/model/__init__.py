@@ -3,7 +3,7 @@
 Library API::
 
     tracker = fit(frames_or_path, config=None, masks_dir=..., matches_path=None, depth=None,
-                  checkpoint_path=None, log=None)
+                  checkpoint_path=None)            # reports to the "omnitrack" logger
     tracks, occluded = tracker.track(query_points)        # [N, 3] (t, y, x) -> [N, T, 2], [N, T]
     tracker.save(path); Tracker.load(path)
     default_config("cpu" | "paper")
@@ -14,10 +14,14 @@ Workflow entry points: :func:`fit_video` and :func:`predict`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from omnitrack.model.config import default_config, resolve
+
+if TYPE_CHECKING:
+    from omnitrack.model.tracker import Tracker
 
 __all__ = ["default_config", "resolve", "fit", "fit_video", "predict", "Tracker", "TrainingError"]
 
@@ -35,8 +39,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dict | None,
-              loss_path=None, depth_path=None) -> Tracker:
+def fit_video(
+    frames_path, masks_dir, matches_path, checkpoint_path, config: dict | None, loss_path=None, depth_path=None
+) -> Tracker:
     """Fit one video from the pipeline's files; the model goes to ``checkpoint_path`` (atomically).
 
     An interrupted fit resumes from ``<checkpoint_path>.partial``. With ``loss_path``, the loss
@@ -46,8 +51,15 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
     from omnitrack.model.training import fit
 
     checkpoint_path = Path(checkpoint_path)
-    tracker = fit(frames_path, config, masks_dir=masks_dir, matches_path=matches_path, depth=depth_path,
-                  checkpoint_path=checkpoint_path, tensorboard_dir=checkpoint_path.with_name(checkpoint_path.name + ".tb"))
+    tracker = fit(
+        frames_path,
+        config,
+        masks_dir=masks_dir,
+        matches_path=matches_path,
+        depth=depth_path,
+        checkpoint_path=checkpoint_path,
+        tensorboard_dir=checkpoint_path.with_name(checkpoint_path.name + ".tb"),
+    )
     if loss_path is not None:
         import pandas as pd
 
@@ -60,8 +72,9 @@ def fit_video(frames_path, masks_dir, matches_path, checkpoint_path, config: dic
     return tracker
 
 
-def predict(checkpoint_path, query_points, device: str | None = None,
-            inference: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    checkpoint_path, query_points, device: str | None = None, inference: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Track ``query_points`` float [N, 3] (t, y, x) with a fitted model -> tracks [N, T, 2], occluded [N, T].
 
     ``inference``: values of keys only inference reads (config.INFERENCE_KEYS) replacing the model's.

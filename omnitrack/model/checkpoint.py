@@ -39,10 +39,15 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as e:
-        raise CacheError(path, f"is not a readable checkpoint, truncated or corrupt ({type(e).__name__}: {e})") from None
+        raise CacheError(
+            path, f"is not a readable checkpoint, truncated or corrupt ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise InputError(path, f"is not an nvp checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r}, "
-                               f"expected {FORMAT!r})")
+        raise InputError(
+            path,
+            f"is not an nvp checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r}, "
+            f"expected {FORMAT!r})",
+        )
     return ck
 
 
@@ -51,7 +56,11 @@ def check_identity(path: str | Path, ck: dict, frames: np.ndarray) -> None:
     want = identity(frames)
     got = ck["identity"]
     if got != want:
-        what = (f"frames shape {got['shape']} vs {want['shape']}" if got["shape"] != want["shape"]
-                else "same shape but different frame content")
-        raise InputError(path, f"checkpoint belongs to another video ({what})",
-                         "delete it, or pass the video it was fitted on")
+        what = (
+            f"frames shape {got['shape']} vs {want['shape']}"
+            if got["shape"] != want["shape"]
+            else "same shape but different frame content"
+        )
+        raise InputError(
+            path, f"checkpoint belongs to another video ({what})", "delete it, or pass the video it was fitted on"
+        )

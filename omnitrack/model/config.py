@@ -2,22 +2,19 @@
 
 ``paper`` is upstream's configuration (§3 of the reference: 96 pairs x 1024 points, 22 000 steps).
 ``cpu`` keeps the loss weights and the model except a 48^2 (not 96^2) fine plane, samples 8 pairs x
-512 points and runs 1000 steps (a 24-frame 160x160 video in ~1.5-2.5 min on 2 cores; on the
-synthetic two-layer video: median error 0.04 px, delta_avg 0.99, OA 0.98); every step-based schedule (learning-rate decay, curriculum, match-loss weight, match inlier rule) is
-scaled by steps / 22 000 so the run goes through the same phases. Overriding ``steps`` rescales those
+512 points and runs 1000 steps (its time and accuracy: BENCHMARKS.md §1, §2); every step-based
+schedule (learning-rate decay, curriculum, match-loss weight, match inlier rule) is scaled by
+steps / 22 000 so the run goes through the same phases. Overriding ``steps`` rescales those
 schedules to the new length the same way (keys given explicitly beside it are kept as given).
 
 Two optional, non-upstream knobs for independently moving objects are off in both presets
 (0 / False = upstream behaviour): ``motion_init_sep`` (motion_init.py: a depth start that puts pixels
-departing from the dominant motion nearer) and ``error_sampling`` (sampling.py: pixels drawn more
-often where the recent flow error is high). Together they fix the small-square case of
-tests/test_model_fit.py (median error 5.5 px -> 0.6 px). ``motion_init_sep: 0.3`` raises nvp's
-strided AJ on real TAP-Vid DAVIS (car-roundabout 0.397 -> 0.502, dog 0.194 -> 0.371 at 1000 steps),
-so configs/davis.yaml uses it (now through the depth stage: ``depth.method: motion``, ``sep: 0.3``;
-the knob is used only when ``fit`` gets no depth maps, and the workflow always gives it some); on the synthetic demo set it raises AJ but lowers OA (BENCHMARKS.md
-§1, §5), so the presets keep upstream's constant start. A third, ``chain_match_stride`` (0 = off:
-long-term matches from chained flow added to the feature matches, track/chain.py), helps
-motocross-jump but costs dog and cows more (BENCHMARKS.md §5), so it is off everywhere.
+departing from the dominant motion nearer; used only when ``fit`` gets no depth maps: the workflow's
+depth stage gives the same start as ``depth.method: motion``) and ``error_sampling`` (sampling.py:
+pixels drawn more often where the recent flow error is high); tests/test_model_fit.py's small-square
+case needs both. A third, ``chain_match_stride`` (0 = off), adds long-term matches from chained flow
+(flow/chaining.py) to the feature matches. What each does on the synthetic set and on TAP-Vid DAVIS,
+and why the presets leave them off: BENCHMARKS.md §1 and §5.
 """
 
 from __future__ import annotations
@@ -83,7 +80,7 @@ PAPER = {
     "match_weight_steps": [1000, 2000],
     "match_inlier_step": 2000,
     "match_inlier_factor": 2.0,
-    # matches from chained flow (track/chain.py: chain_matches; not upstream): a grid of every frame,
+    # matches from chained flow (flow/chaining.py: chain_matches; not upstream): a grid of every frame,
     # `chain_match_stride` px apart, tracked by flow chaining; 0 = off (upstream: feature matches only)
     "chain_match_stride": 0,
     "chain_match_min_gap": 4,

@@ -35,6 +35,7 @@ from omnitrack.model.timecode import TimeCode
 @dataclass
 class Prepared:
     """Per-step precomputation shared by all deformer calls of the step."""
+
     # L x [T + sum R^2, H1]: the first MLP layer's time term plus bias of each frame, then the layer's
     # planes (all levels) folded with the first layer's plane weights
     tables: list[torch.Tensor]
@@ -53,9 +54,18 @@ def _uniform(shape, fan_in: int, generator: torch.Generator) -> torch.Tensor:
 
 
 class Deformer(nn.Module):
-    def __init__(self, num_frames: int, n_layers: int = 6, feature_dim: int = 32, plane_res=(12, 96),
-                 time_dim: int = 16, time_mult=(1, 5, 13), time_frames_per_cell: int = 20,
-                 hidden=(56, 28), seed: int = 0):
+    def __init__(
+        self,
+        num_frames: int,
+        n_layers: int = 6,
+        feature_dim: int = 32,
+        plane_res=(12, 96),
+        time_dim: int = 16,
+        time_mult=(1, 5, 13),
+        time_frames_per_cell: int = 20,
+        hidden=(56, 28),
+        seed: int = 0,
+    ):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.n_layers = n_layers
@@ -75,17 +85,24 @@ class Deformer(nn.Module):
         self.w1_time = nn.Parameter(w1[:, plane_dim:].contiguous())
         self.b1 = nn.Parameter(_uniform((n_layers, dims[1]), in_dim, g))
         self.weights = nn.ParameterList(
-            nn.Parameter(_uniform((n_layers, a, b), a, g)) for a, b in zip(dims[1:-1], dims[2:]))
+            nn.Parameter(_uniform((n_layers, a, b), a, g)) for a, b in zip(dims[1:-1], dims[2:])
+        )
         self.biases = nn.ParameterList(
-            nn.Parameter(_uniform((n_layers, b), a, g)) for a, b in zip(dims[1:-1], dims[2:]))
+            nn.Parameter(_uniform((n_layers, b), a, g)) for a, b in zip(dims[1:-1], dims[2:])
+        )
 
     def prepare(self) -> Prepared:
         c = self.planes.shape[-1]
         code = self.time(torch.arange(self.time.num_frames, device=self.b1.device))
         levels = self.planes.split([r * r for r in self.plane_res], 1)  # (split: no zero-filled slice gradients)
         w1 = self.w1_planes.split(c, 1)
-        tables = torch.cat([torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1),
-                            *[torch.bmm(p, w) for p, w in zip(levels, w1)]], 1)
+        tables = torch.cat(
+            [
+                torch.einsum("td,ldh->lth", code, self.w1_time) + self.b1.unsqueeze(1),
+                *[torch.bmm(p, w) for p, w in zip(levels, w1)],
+            ],
+            1,
+        )
         tail = [p.unbind(0) for wb in zip(self.weights, self.biases) for p in wb]
         # unbind (not indexing) so the backward gathers all layers' gradients in one allocation
         return Prepared(tables.unbind(0), list(zip(*tail)))
@@ -98,8 +115,9 @@ class Deformer(nn.Module):
         for k in order:
             c = axes[k]
             a, b = [i for i in range(3) if i != c]
-            pts[c] = CouplingLayer.apply(pts[c], pts[a], pts[b], prep.tables[k], frames, self.plane_res, inverse,
-                                         *prep.tail[k])
+            pts[c] = CouplingLayer.apply(
+                pts[c], pts[a], pts[b], prep.tables[k], frames, self.plane_res, inverse, *prep.tail[k]
+            )
         return pts
 
     def forward(self, pts: list[torch.Tensor], frames: torch.Tensor, prep: Prepared | None = None):

@@ -10,12 +10,14 @@ Nothing here reads a whole flow store: flows stay memory-mapped.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import logging
 
 import numpy as np
 
-from omnitrack.errors import InputError
+from omnitrack.errors import CacheError, InputError
 from omnitrack.io import load_npz
+
+log = logging.getLogger("omnitrack")
 
 
 def load_video(frames_or_path) -> tuple[np.ndarray, str]:
@@ -46,17 +48,23 @@ def load_masks(masks_dir, num_frames: int, height: int, width: int):
     from omnitrack.flow.consistency import load_masks as read_masks
 
     if masks_dir is None:
-        raise InputError("masks_dir", "no masks directory was given; the nvp fit needs the masked flows",
-                         "run the masks stage first and pass its output directory")
+        raise InputError(
+            "masks_dir",
+            "no masks directory was given; the nvp fit needs the masked flows",
+            "run the masks stage first and pass its output directory",
+        )
     store, mask, counts = read_masks(masks_dir)
     got = (store.num_frames, store.height, store.width)
     if got != (num_frames, height, width):
-        raise InputError(masks_dir, f"holds flows of a {got[0]}-frame {got[2]}x{got[1]} video, "
-                                    f"the frames are {num_frames} frames of {width}x{height}")
+        raise CacheError(
+            masks_dir,
+            f"holds flows of a {got[0]}-frame {got[2]}x{got[1]} video, "
+            f"the frames are {num_frames} frames of {width}x{height}",
+        )
     return store, mask, counts
 
 
-def load_matches(path, num_frames: int, log) -> tuple[np.ndarray, np.ndarray] | None:
+def load_matches(path, num_frames: int) -> tuple[np.ndarray, np.ndarray] | None:
     """-> (frames int64 [M, 2], points float32 [M, 4]) or None (no path, or an empty table: no match loss)."""
     from omnitrack.features.matching import load_matches as read_matches
 
@@ -64,10 +72,10 @@ def load_matches(path, num_frames: int, log) -> tuple[np.ndarray, np.ndarray] | 
         return None
     frames, points, _ = read_matches(path)
     if len(frames) == 0:
-        log(f"warning: {path} holds no matches; fitting without the long-term match loss")
+        log.warning("%s holds no matches; fitting without the long-term match loss", path)
         return None
     if frames.max() >= num_frames:
-        raise InputError(path, f"match frame ids reach {frames.max()}, the video has {num_frames} frames")
+        raise CacheError(path, f"match frame ids reach {frames.max()}, the video has {num_frames} frames")
     return frames.astype(np.int64), points
 
 
@@ -92,8 +100,9 @@ def load_depth(depth, num_frames: int, height: int, width: int) -> np.ndarray | 
     bad = ~np.isfinite(arr)
     if bad.any():
         frames = np.unique(np.nonzero(bad)[0])
-        raise InputError(name, f"depth maps contain NaN or inf (in frames {frames[:5].tolist()})",
-                         "recompute the depth stage")
+        raise InputError(
+            name, f"depth maps contain NaN or inf (in frames {frames[:5].tolist()})", "recompute the depth stage"
+        )
     if (arr <= 0).any():
         raise InputError(name, f"depth maps contain values <= 0 (min {arr.min():.3g}); depth must be positive")
     return arr

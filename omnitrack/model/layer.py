@@ -35,20 +35,22 @@ from omnitrack.model.coupling import FAR
 NEG_SLOPE = 0.01  # nn.LeakyReLU's default, as upstream
 
 # x knots (rows 0-5) and y knots (rows 6-11) as a linear map of the 10 MLP outputs (coupling.knots)
-KNOTS = torch.tensor([
-    [-1, -1, 0, 0, 0, 0, 0, 0, 0, 0],
-    [-1, -1, 0, 0, 0, 0, 0, 0, 0, 0],
-    [0, -1, 0, 0, 0, 0, 0, 0, 0, 0],
-    [0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
-    [0, 0, 1, 1, 0, 0, 0, 0, 0, 0],
-    [0, 0, 1, 1, 0, 0, 0, 0, 0, 0],
-    [0, 0, 0, 0, -1, -1, 0, 0, -2 * FAR, 0],
-    [0, 0, 0, 0, -1, -1, 0, 0, 0, 0],
-    [0, 0, 0, 0, 0, -1, 0, 0, 0, 0],
-    [0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
-    [0, 0, 0, 0, 0, 0, 1, 1, 0, 0],
-    [0, 0, 0, 0, 0, 0, 1, 1, 0, 2 * FAR],
-])
+KNOTS = torch.tensor(
+    [
+        [-1, -1, 0, 0, 0, 0, 0, 0, 0, 0],
+        [-1, -1, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, -1, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, -1, -1, 0, 0, -2 * FAR, 0],
+        [0, 0, 0, 0, -1, -1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, -1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1, 1, 0, 2 * FAR],
+    ]
+)
 KNOT_OFFSET = torch.tensor([-FAR, 0, 0, 0, 0, FAR, 0, 0, 0, 0, 0, 0])
 
 
@@ -92,8 +94,9 @@ def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch
     crow = torch.arange(0, n * k + 1, k, dtype=rows.dtype, device=rows.device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-        pattern = torch.sparse_csr_tensor(crow, rows.view(-1), g.new_zeros(n * k), size=(n, table.shape[0]),
-                                          check_invariants=False)
+        pattern = torch.sparse_csr_tensor(
+            crow, rows.view(-1), g.new_zeros(n * k), size=(n, table.shape[0]), check_invariants=False
+        )
     return torch.sparse.sampled_addmm(pattern, g, table.t(), beta=0.0).values().view(n, k)
 
 
@@ -139,7 +142,7 @@ class CouplingLayer(torch.autograd.Function):
         knots = torch.addmm(knot_offset, knot_map, s)  # [12, N]
         # the polyline: the query's segment among its 6 knots, then linear interpolation
         qo, vo = (6, 0) if inverse else (0, 6)
-        kq = knots[qo:qo + 6]
+        kq = knots[qo : qo + 6]
         qc = torch.minimum(torch.maximum(q, kq[0]), kq[5])
         seg = (qc >= kq[1:5]).sum(0)
         ends = torch.stack([seg + qo, seg + (qo + 1), seg + vo, seg + (vo + 1)])
@@ -152,8 +155,9 @@ class CouplingLayer(torch.autograd.Function):
         out = torch.addcmul(torch.where(first, y1, y0), r, dy)
         pos = r + first.to(q.dtype)
         inside = (q == qc).to(q.dtype)
-        ctx.save_for_backward(u, v, rows, w, table, s, ends, pos, slope, inside,
-                              *[f for uv in frac for f in uv], *acts, *tail[0::2])
+        ctx.save_for_backward(
+            u, v, rows, w, table, s, ends, pos, slope, inside, *[f for uv in frac for f in uv], *acts, *tail[0::2]
+        )
         ctx.shape, ctx.sizes = shape, sizes
         return out.view(shape)
 
@@ -161,7 +165,7 @@ class CouplingLayer(torch.autograd.Function):
     def backward(ctx, g):
         u, v, rows, w, table, s, ends, pos, slope, inside, *rest = ctx.saved_tensors
         n_levels = len(ctx.sizes)
-        frac, rest = rest[:2 * n_levels], rest[2 * n_levels:]
+        frac, rest = rest[: 2 * n_levels], rest[2 * n_levels :]
         n_tail = len(rest) // 2
         acts, weights = rest[:n_tail], rest[n_tail:]
         g = g.reshape(-1)
@@ -183,17 +187,18 @@ class CouplingLayer(torch.autograd.Function):
             # transpose of the gather: bag the (point, tap) entries of each table row together
             flat = rows.view(-1)
             # int16 keys when they fit: 1.3-2x faster to sort on CPU
-            order = torch.sort(flat.to(torch.int16) if table.shape[0] <= 2 ** 15 else flat, stable=True).indices
+            order = torch.sort(flat.to(torch.int16) if table.shape[0] <= 2**15 else flat, stable=True).indices
             counts = torch.bincount(flat, minlength=table.shape[0])
             starts = torch.cumsum(counts, 0) - counts
-            grad_table = F.embedding_bag(order // rows.shape[1], dh1, starts, mode="sum",
-                                         per_sample_weights=w.view(-1).index_select(0, order))
+            grad_table = F.embedding_bag(
+                order // rows.shape[1], dh1, starts, mode="sum", per_sample_weights=w.view(-1).index_select(0, order)
+            )
         # d h1 / du . dh1 and d h1 / dv . dh1 from the corners' dot products with dh1
         dots = _tap_dots(table, rows, dh1)[:, 1:]  # (column 0 is the time row)
         du = dv = 0
         for lvl, r in enumerate(ctx.sizes):
             fu, fv = frac[2 * lvl], frac[2 * lvl + 1]
-            d00, d01, d10, d11 = dots[:, 4 * lvl:4 * lvl + 4].unbind(1)
+            d00, d01, d10, d11 = dots[:, 4 * lvl : 4 * lvl + 4].unbind(1)
             scale = (r - 1) * 0.5
             du = du + scale * ((1 - fv) * (d01 - d00) + fv * (d11 - d10))
             dv = dv + scale * ((1 - fu) * (d10 - d00) + fu * (d11 - d01))

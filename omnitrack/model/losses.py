@@ -77,8 +77,9 @@ def flow_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict)
 
     cells2 = scene.depth.cells(fj, p2[..., 0], p2[..., 1])
     scale = m + (1 - m) * cfg["outside_depth_grad_scale"]
-    out["depth_grad"] = cfg["w_depth_grad"] * (_mean(_depth_grad(scene, cells1) * scale)
-                                               + _mean(_depth_grad(scene, cells2) * scale))
+    out["depth_grad"] = cfg["w_depth_grad"] * (
+        _mean(_depth_grad(scene, cells1) * scale) + _mean(_depth_grad(scene, cells2) * scale)
+    )
     occ = batch["occluded"].to(pred.dtype)
     vis = 1 - occ
     dj = scene.depth.lookup(cells2)
@@ -106,6 +107,7 @@ def match_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict
     pred = _mean((z2 - scene.depth.lookup(cells2)).abs(), keep)
     cons = _mean((z2 - scene.depth.lookup(cells2, initial=True)).abs(), keep)
     grad = _mean(_depth_grad(scene, cells1)) + _mean(_depth_grad(scene, cells2))
-    total = (flow + cfg["w_match_depth_pred"] * pred + cfg["w_match_depth_cons"] * cons
-             + cfg["w_match_depth_grad"] * grad)
+    total = (
+        flow + cfg["w_match_depth_pred"] * pred + cfg["w_match_depth_cons"] * cons + cfg["w_match_depth_grad"] * grad
+    )
     return {"match": lam * total}

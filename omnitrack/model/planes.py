@@ -77,12 +77,17 @@ class PlaneSample(torch.autograd.Function):
             order = torch.sort(flat, stable=True).indices
             counts = torch.bincount(flat, minlength=table.shape[0])
             starts = torch.cumsum(counts, 0) - counts
-            grad_table = F.embedding_bag(order // k, g, starts, mode="sum",
-                                         per_sample_weights=w.view(-1).index_select(0, order))
+            grad_table = F.embedding_bag(
+                order // k, g, starts, mode="sum", per_sample_weights=w.view(-1).index_select(0, order)
+            )
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             # d out / du and d out / dv per point ([N, 2, C], one bag each), dotted with g by a bmm
-            d = F.embedding_bag(rows.unsqueeze(1).expand(n, 2, k).reshape(2 * n, k), table,
-                                per_sample_weights=wuv.view(2 * n, k), mode="sum")
+            d = F.embedding_bag(
+                rows.unsqueeze(1).expand(n, 2, k).reshape(2 * n, k),
+                table,
+                per_sample_weights=wuv.view(2 * n, k),
+                mode="sum",
+            )
             duv = torch.bmm(d.view(n, 2, -1), g.unsqueeze(2)).view(n, 2)
             grad_a = duv[:, 0] * (1 - u * u)
             grad_b = duv[:, 1] * (1 - v * v)

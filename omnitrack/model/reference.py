@@ -125,28 +125,44 @@ class CouplingLayer(nn.Module):
 class UpstreamDeformer(nn.Module):
     """forward(x [B, Q, 3] normalised points, frames [B]) -> canonical [B, Q, 3]; :meth:`inverse` undoes it."""
 
-    def __init__(self, num_frames: int, axes: list[int], feature_dim: int = 32, plane_res=(12, 96),
-                 time_dim: int = 16, time_sizes=(2, 10, 26), hidden=(56, 28)):
+    def __init__(
+        self,
+        num_frames: int,
+        axes: list[int],
+        feature_dim: int = 32,
+        plane_res=(12, 96),
+        time_dim: int = 16,
+        time_sizes=(2, 10, 26),
+        hidden=(56, 28),
+    ):
         super().__init__()
         self.num_frames = num_frames
         self.time = TimeGrids(list(time_sizes), time_dim)
         self.layers = nn.ModuleList(
-            CouplingLayer(a, feature_dim, list(plane_res), time_dim * len(time_sizes), list(hidden)) for a in axes)
+            CouplingLayer(a, feature_dim, list(plane_res), time_dim * len(time_sizes), list(hidden)) for a in axes
+        )
 
     @classmethod
     def from_deformer(cls, ours: Deformer) -> UpstreamDeformer:
         """The same map as ``ours``, its parameters copied into upstream's layout."""
         c = ours.planes.shape[-1]
         hidden = [ours.b1.shape[1], *[w.shape[2] for w in ours.weights[:-1]]]
-        ref = cls(ours.time.num_frames, ours.axes.tolist(), c, ours.plane_res, ours.time.grids[0].shape[1],
-                  ours.time.sizes, hidden).to(ours.b1.device, ours.b1.dtype)
+        ref = cls(
+            ours.time.num_frames,
+            ours.axes.tolist(),
+            c,
+            ours.plane_res,
+            ours.time.grids[0].shape[1],
+            ours.time.sizes,
+            hidden,
+        ).to(ours.b1.device, ours.b1.dtype)
         with torch.no_grad():
             for grid, g in zip(ref.time.grids, ours.time.grids):
                 grid.copy_(g.t().reshape(grid.shape))
             for k, layer in enumerate(ref.layers):
                 row = 0
                 for p, r in zip(layer.planes, ours.plane_res):
-                    p.copy_(ours.planes[k, row:row + r * r].t().reshape(p.shape))
+                    p.copy_(ours.planes[k, row : row + r * r].t().reshape(p.shape))
                     row += r * r
                 linears = [m for m in layer.mlp if isinstance(m, nn.Linear)]
                 linears[0].weight.copy_(torch.cat([ours.w1_planes[k], ours.w1_time[k]]).t())
@@ -160,7 +176,7 @@ class UpstreamDeformer(nn.Module):
         b, q, _ = x.shape
         t = (frames.to(x.dtype) / (self.num_frames - 1)).view(b, 1).expand(b, q).reshape(-1)
         x = x.reshape(-1, 3)
-        for layer in (reversed(self.layers) if inverse else self.layers):
+        for layer in reversed(self.layers) if inverse else self.layers:
             x = layer(x, self.time(t), inverse)  # upstream samples the time code per point in every layer
         return x.view(b, q, 3)
 

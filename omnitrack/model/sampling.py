@@ -70,8 +70,11 @@ class FlowSampler:
         total = prob.sum(1, keepdims=True)
         self.has_partner = total[:, 0] > 0
         if not self.has_partner.any():
-            raise InputError(store.path, f"no flow pair within +-{window} frames has at least {min_valid} reliable "
-                                         f"mask pixels; the masks are empty or the video is too short")
+            raise InputError(
+                store.path,
+                f"no flow pair within +-{window} frames has at least {min_valid} reliable "
+                f"mask pixels; the masks are empty or the video is too short",
+            )
         self.cdf = np.cumsum(prob / np.maximum(total, 1e-300), 1)
         self.cdf[self.has_partner, -1] = 1.0
         self.error = None  # error map [T, cells] (px; -1 = not seen yet), with error_sampling only

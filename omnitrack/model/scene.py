@@ -16,9 +16,17 @@ from omnitrack.model.geometry import Camera, scene_bound
 
 
 def build_deformer(num_frames: int, cfg: dict) -> Deformer:
-    return Deformer(num_frames, n_layers=cfg["n_layers"], feature_dim=cfg["feature_dim"],
-                    plane_res=cfg["plane_res"], time_dim=cfg["time_dim"], time_mult=cfg["time_mult"],
-                    time_frames_per_cell=cfg["time_frames_per_cell"], hidden=cfg["hidden"], seed=cfg["seed"])
+    return Deformer(
+        num_frames,
+        n_layers=cfg["n_layers"],
+        feature_dim=cfg["feature_dim"],
+        plane_res=cfg["plane_res"],
+        time_dim=cfg["time_dim"],
+        time_mult=cfg["time_mult"],
+        time_frames_per_cell=cfg["time_frames_per_cell"],
+        hidden=cfg["hidden"],
+        seed=cfg["seed"],
+    )
 
 
 class Scene(nn.Module):
@@ -43,8 +51,9 @@ class Scene(nn.Module):
         c, h = self.centre.tolist(), self.extent.tolist()
         return self.camera.project(*[p * h[k] + c[k] for k, p in enumerate(pts)])
 
-    def correspond(self, prep: Prepared, fi: torch.Tensor, fj: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                   d: torch.Tensor):
+    def correspond(
+        self, prep: Prepared, fi: torch.Tensor, fj: torch.Tensor, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor
+    ):
         """Map pixels (x, y) [B, Q] of frames fi [B] (depth d [B, Q]) to frames fj [B] -> x2, y2, z2 [B, Q]."""
         canon = self.deformer(self.lift(x, y, d), fi, prep)
         return self.unlift(self.deformer.inverse(canon, fj, prep))

@@ -76,16 +76,23 @@ def _texture(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(fine * 0.7 + rng.integers(0, 77, (n, n, 3)), 0, 255).astype(np.uint8)
 
 
-def make_video(num_frames: int = 24, height: int = 160, width: int = 160, side: float | None = None,
-               v_front=(1.5, 0.5), v_back=(-0.5, 0.25), corner0=None) -> Synthetic:
+def make_video(
+    num_frames: int = 24,
+    height: int = 160,
+    width: int = 160,
+    side: float | None = None,
+    v_front=(1.5, 0.5),
+    v_back=(-0.5, 0.25),
+    corner0=None,
+) -> Synthetic:
     side = float(side if side is not None else 0.35 * min(height, width))
     corner0 = np.asarray(corner0 if corner0 is not None else (0.15 * width, 0.3 * height), np.float64)
-    return Synthetic(num_frames, height, width, side, corner0, np.asarray(v_front, np.float64),
-                     np.asarray(v_back, np.float64))
+    return Synthetic(
+        num_frames, height, width, side, corner0, np.asarray(v_front, np.float64), np.asarray(v_back, np.float64)
+    )
 
 
-def write_inputs(video: Synthetic, out_dir: str | Path, window: int = 12, num_matches: int = 0,
-                 seed: int = 0) -> dict:
+def write_inputs(video: Synthetic, out_dir: str | Path, window: int = 12, num_matches: int = 0, seed: int = 0) -> dict:
     """Write frames (npz array), masks dir and (optionally) matches npz under ``out_dir``.
 
     -> {"frames": uint8 array, "masks_dir": Path, "matches_path": Path | None}
@@ -123,8 +130,14 @@ def _write_matches(video: Synthetic, path: Path, per_pair: int, seed: int) -> No
     fr, pts = [], []
     for a in range(video.num_frames):
         for b in range(a + 10, video.num_frames):
-            q = np.stack([np.full(per_pair * 4, a), rng.uniform(0, video.height, per_pair * 4),
-                          rng.uniform(0, video.width, per_pair * 4)], 1)
+            q = np.stack(
+                [
+                    np.full(per_pair * 4, a),
+                    rng.uniform(0, video.height, per_pair * 4),
+                    rng.uniform(0, video.width, per_pair * 4),
+                ],
+                1,
+            )
             tracks, occ = video.track(q)
             ok = np.nonzero(~occ[:, b])[0][:per_pair]
             fr.append(np.tile([a, b], (ok.size, 1)))

@@ -21,8 +21,14 @@ def grid_sizes(num_frames: int, multipliers, frames_per_cell: int) -> list[int]:
 class TimeCode(nn.Module):
     """code(frames [F] long) -> [F, len(multipliers) * channels]."""
 
-    def __init__(self, num_frames: int, channels: int = 16, multipliers=(1, 5, 13),
-                 frames_per_cell: int = 20, init_std: float = 1e-3):
+    def __init__(
+        self,
+        num_frames: int,
+        channels: int = 16,
+        multipliers=(1, 5, 13),
+        frames_per_cell: int = 20,
+        init_std: float = 1e-3,
+    ):
         super().__init__()
         if num_frames < 2:
             raise ValueError(f"a video needs at least 2 frames, got {num_frames}")

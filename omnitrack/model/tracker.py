@@ -20,7 +20,6 @@ from omnitrack.model.config import device_of
 from omnitrack.model.scene import Scene
 
 
-
 class Tracker:
     def __init__(self, scene: Scene, config: dict, identity: dict, history: list[dict] | None = None):
         self.scene = scene.eval()
@@ -53,22 +52,25 @@ class Tracker:
         chunk = max(1, int(self.config["track_batch"]) // t_count)
         targets = torch.arange(t_count, device=dev)
         for s in range(0, q.shape[0], chunk):
-            qf = torch.from_numpy(frames[s:s + chunk]).to(dev)
+            qf = torch.from_numpy(frames[s : s + chunk]).to(dev)
             n = qf.shape[0]
-            x = torch.from_numpy(q[s:s + chunk, 2]).float().to(dev).view(n, 1)
-            y = torch.from_numpy(q[s:s + chunk, 1]).float().to(dev).view(n, 1)
+            x = torch.from_numpy(q[s : s + chunk, 2]).float().to(dev).view(n, 1)
+            y = torch.from_numpy(q[s : s + chunk, 1]).float().to(dev).view(n, 1)
             d = scene.depth.lookup(scene.depth.cells(qf, x, y))
             canon = scene.deformer(scene.lift(x, y, d), qf, prep)
             canon = [c.view(1, n).expand(t_count, n).contiguous() for c in canon]
             x2, y2, z2 = scene.unlift(scene.deformer.inverse(canon, targets, prep))
             seen = scene.depth.lookup(scene.depth.cells(targets, x2, y2))
-            occ = ((seen <= z2 - self.config["occlusion_margin"]) | ~scene.camera.inside(x2, y2)
-                   | (z2 < self.config["min_depth"]))
+            occ = (
+                (seen <= z2 - self.config["occlusion_margin"])
+                | ~scene.camera.inside(x2, y2)
+                | (z2 < self.config["min_depth"])
+            )
             cols = torch.arange(n, device=dev)
             x2[qf, cols], y2[qf, cols] = x.view(-1), y.view(-1)
             occ[qf, cols] = False
-            tracks[s:s + n] = torch.stack([x2, y2], -1).transpose(0, 1).cpu().numpy()
-            occluded[s:s + n] = occ.transpose(0, 1).cpu().numpy()
+            tracks[s : s + n] = torch.stack([x2, y2], -1).transpose(0, 1).cpu().numpy()
+            occluded[s : s + n] = occ.transpose(0, 1).cpu().numpy()
         return tracks, occluded
 
     def track_grid(self, frame: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -86,15 +88,20 @@ class Tracker:
 
     def state(self) -> dict:
         t, h, w = self.scene.num_frames, self.scene.height, self.scene.width
-        return {"identity": self.identity, "config": self.config, "shape": [t, h, w], "history": self.history,
-                "scene": {k: v.detach().cpu() for k, v in self.scene.state_dict().items()}}
+        return {
+            "identity": self.identity,
+            "config": self.config,
+            "shape": [t, h, w],
+            "history": self.history,
+            "scene": {k: v.detach().cpu() for k, v in self.scene.state_dict().items()},
+        }
 
     def save(self, path: str | Path) -> None:
         """Write the fitted model (atomically)."""
         write_checkpoint(path, {**self.state(), "complete": True})
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, frames: np.ndarray | None = None) -> "Tracker":
+    def load(cls, path: str | Path, device: str | None = None, frames: np.ndarray | None = None) -> Tracker:
         """Load a saved model (or a training checkpoint); with ``frames``, check it belongs to that video."""
         ck = read_checkpoint(path)
         if frames is not None:
@@ -102,7 +109,7 @@ class Tracker:
         return cls.from_state(ck, device)
 
     @classmethod
-    def from_state(cls, ck: dict, device: str | None = None) -> "Tracker":
+    def from_state(cls, ck: dict, device: str | None = None) -> Tracker:
         cfg = dict(ck["config"])
         if device is not None:
             cfg["device"] = device

@@ -11,12 +11,12 @@ an InputError.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,23 +26,18 @@ from omnitrack.model.checkpoint import check_identity, partial_path, read_checkp
 from omnitrack.model.config import device_of, resolve, same_training
 from omnitrack.model.depth import map_size, resize_area
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
-from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.losses import flow_losses, match_losses
+from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.scene import Scene
 from omnitrack.model.tracker import Tracker
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
+log = logging.getLogger("omnitrack")
 
 
 class TrainingError(OmnitrackError):
     """The optimisation diverged (a non-finite loss term or parameter)."""
-
-
-def _stderr(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
 
 
 class _StopFlag(contextlib.AbstractContextManager):
@@ -86,21 +81,33 @@ class Trainer:
     def __init__(self, scene: Scene, flows: FlowSampler, matches: MatchSampler | None, cfg: dict):
         self.scene, self.flows, self.matches, self.cfg = scene, flows, matches, cfg
         self.device = scene.centre.device
-        self.optimizer = torch.optim.Adam([
-            {"params": list(scene.deformer.parameters()), "lr": cfg["lr_deform"]},
-            {"params": [scene.depth.maps], "lr": cfg["lr_depth"]},
-        ], fused=True)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": list(scene.deformer.parameters()), "lr": cfg["lr_deform"]},
+                {"params": [scene.depth.maps], "lr": cfg["lr_depth"]},
+            ],
+            fused=True,
+        )
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg["lr_decay_steps"], cfg["lr_decay_factor"])
         self.rng = np.random.default_rng(cfg["seed"])
         self.step = 0
         self.history: list[dict] = []  # {"step", "total", <term>...} every log_every steps
 
     def state(self, ident: dict) -> dict:
-        return {"identity": ident, "config": self.cfg, "shape": [self.scene.num_frames, self.scene.height, self.scene.width],
-                "scene": self.scene.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "complete": False,
-                "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": self.history, "error_map": self.flows.error}
+        return {
+            "identity": ident,
+            "config": self.cfg,
+            "shape": [self.scene.num_frames, self.scene.height, self.scene.width],
+            "scene": self.scene.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "complete": False,
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "error_map": self.flows.error,
+        }
 
     def restore(self, ck: dict) -> None:
         self.scene.load_state_dict(ck["scene"])
@@ -132,8 +139,9 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in terms.items()}
         if not math.isfinite(float(total.detach())):
             bad = next((k for k, v in values.items() if not math.isfinite(v)), "total")
-            raise TrainingError(f"step {self.step}: loss term '{bad}' is {values.get(bad, float(total.detach()))} "
-                                f"(terms: {values})")
+            raise TrainingError(
+                f"step {self.step}: loss term '{bad}' is {values.get(bad, float(total.detach()))} (terms: {values})"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_([self.scene.depth.maps], self.cfg["grad_clip_depth"])
@@ -165,15 +173,16 @@ def _same_start(ck: dict, init: np.ndarray) -> bool:
     return stored is not None and tuple(stored.shape) == init.shape and np.array_equal(stored.cpu().numpy(), init)
 
 
-def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray, log,
-           resume: dict | None = None) -> Trainer:
+def _build(
+    frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndarray, resume: dict | None = None
+) -> Trainer:
     """The trainer at step 0 from the initial depth ``init`` [T, dh, dw], or at the step of ``resume``
     (a training checkpoint of this video, config and initial depth)."""
     t, h, w = frames.shape[:3]
     store, mask, counts = load_masks(masks_dir, t, h, w)
-    matches = load_matches(matches_path, t, log)
+    matches = load_matches(matches_path, t)
     if cfg["chain_match_stride"] > 0:
-        matches = _with_chain_matches(matches, store, mask, cfg, log)
+        matches = _with_chain_matches(matches, store, mask, cfg)
     torch.manual_seed(cfg["seed"])
     scene = Scene(t, h, w, torch.from_numpy(init), cfg).to(device_of(cfg))
     flows = FlowSampler(store, mask, counts, cfg)
@@ -181,8 +190,11 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndar
     if matches is not None:
         match_sampler = MatchSampler(*matches, t, cfg)
         if len(match_sampler) == 0:
-            log(f"warning: {matches_path}: no frame pair has {cfg['match_min']} matches; "
-                f"fitting without the long-term match loss")
+            log.warning(
+                "%s: no frame pair has %s matches; fitting without the long-term match loss",
+                matches_path,
+                cfg["match_min"],
+            )
             match_sampler = None
     trainer = Trainer(scene, flows, match_sampler, cfg)
     if resume is not None:
@@ -190,27 +202,39 @@ def _build(frames: np.ndarray, cfg: dict, masks_dir, matches_path, init: np.ndar
     return trainer
 
 
-def _with_chain_matches(matches, store, mask, cfg: dict, log):
-    """Append the chained-flow matches (track/chain.py) to the long-term matches (None: only those)."""
-    from omnitrack.track.chain import chain_matches
+def _with_chain_matches(matches, store, mask, cfg: dict):
+    """Append the chained-flow matches (flow/chaining.py) to the long-term matches (None: only those)."""
+    from omnitrack.flow.chaining import chain_matches
 
     frames, points = chain_matches(store, mask, int(cfg["chain_match_stride"]), int(cfg["chain_match_min_gap"]))
-    log(f"chained-flow matches: {len(frames)} (grid {cfg['chain_match_stride']} px, gaps >= {cfg['chain_match_min_gap']})")
+    log.info(
+        "chained-flow matches: %d (grid %s px, gaps >= %s)",
+        len(frames),
+        cfg["chain_match_stride"],
+        cfg["chain_match_min_gap"],
+    )
     if matches is None:
         return frames, points
     return np.concatenate([matches[0], frames]), np.concatenate([matches[1], points])
 
 
-def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path=None, depth=None,
-        checkpoint_path=None, log: Callable[[str], None] | None = None, tensorboard_dir=None) -> Tracker:
+def fit(
+    frames_or_path,
+    config: dict | None = None,
+    masks_dir=None,
+    matches_path=None,
+    depth=None,
+    checkpoint_path=None,
+    tensorboard_dir=None,
+) -> Tracker:
     """Fit the nvp model to one video and return its :class:`Tracker`.
 
     frames_or_path: uint8 [T, H, W, 3] or a frames npz; masks_dir: the masks stage's directory;
     matches_path: matches npz or None; depth: float [T, H, W] (array, .npy or .npz 'depth') or None
     (constant start); checkpoint_path: where the final model is written (an existing up-to-date one
     is returned without refitting; an interrupted fit resumes from ``<checkpoint_path>.partial``).
+    What the fit reports (reuse, resume, fallbacks) goes to the ``omnitrack`` logger.
     """
-    log = log or _stderr
     cfg = resolve(config)
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -224,9 +248,9 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
         ck = read_checkpoint(final)
         check_identity(final, ck, frames)
         if ck.get("complete") and same_training(ck["config"], cfg) and _same_start(ck, init):
-            log(f"{final}: already fitted with this configuration; not refitting")
+            log.info("%s: already fitted with this configuration; not refitting", final)
             return Tracker.from_state({**ck, "config": cfg})
-        log(f"{final}: fitted with another configuration or initial depth; refitting")
+        log.info("%s: fitted with another configuration or initial depth; refitting", final)
 
     partial = partial_path(final) if final is not None else None
     resume = None
@@ -235,11 +259,11 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
         check_identity(partial, ck, frames)
         if same_training(ck["config"], cfg) and _same_start(ck, init):
             resume = ck
-            log(f"{partial}: resuming at step {ck['step']}")
+            log.info("%s: resuming at step %s", partial, ck["step"])
         else:
-            log(f"warning: {partial} was written with another configuration or initial depth; starting again")
-    trainer = _build(frames, cfg, masks_dir, matches_path, init, log, resume)
-    _run(trainer, cfg, ident, partial, log, tensorboard_dir)
+            log.warning("%s was written with another configuration or initial depth; starting again", partial)
+    trainer = _build(frames, cfg, masks_dir, matches_path, init, resume)
+    _run(trainer, cfg, ident, partial, tensorboard_dir)
     tracker = Tracker(trainer.scene, cfg, ident, trainer.history)
     if final is not None:
         tracker.save(final)
@@ -248,7 +272,7 @@ def fit(frames_or_path, config: dict | None = None, masks_dir=None, matches_path
     return tracker
 
 
-def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, log, tensorboard_dir) -> None:
+def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, tensorboard_dir) -> None:
     from tqdm import tqdm
 
     steps = int(cfg["steps"])
@@ -259,13 +283,22 @@ def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, log, te
         if partial is None:
             return
         if not trainer.finite():
-            raise TrainingError(f"step {trainer.step}: parameters became NaN or inf (a non-finite gradient); "
-                                f"last good checkpoint: {partial} (step {last_saved})")
+            raise TrainingError(
+                f"step {trainer.step}: parameters became NaN or inf (a non-finite gradient); "
+                f"last good checkpoint: {partial} (step {last_saved})"
+            )
         write_checkpoint(partial, trainer.state(ident))
         last_saved = trainer.step
 
-    bar = tqdm(total=steps, initial=trainer.step, file=sys.stderr, disable=not cfg["progress"],
-               dynamic_ncols=True, mininterval=1.0, desc="nvp fit")
+    bar = tqdm(
+        total=steps,
+        initial=trainer.step,
+        file=sys.stderr,
+        disable=not cfg["progress"],
+        dynamic_ncols=True,
+        mininterval=1.0,
+        desc="nvp fit",
+    )
     with _StopFlag() as stop, bar, _tensorboard(tensorboard_dir if cfg["tensorboard"] else None) as tb:
         while trainer.step < steps:
             try:
@@ -284,5 +317,7 @@ def _run(trainer: Trainer, cfg: dict, ident: dict, partial: Path | None, log, te
                 save()
             if stop.set:
                 where = f"checkpoint saved to {partial}" if partial is not None else "no checkpoint path, progress lost"
-                log(f"SIGTERM received: stopped after step {trainer.step}/{steps}; {where}; rerun to resume")
+                log.warning(
+                    "SIGTERM received: stopped after step %d/%d; %s; rerun to resume", trainer.step, steps, where
+                )
                 raise SystemExit(SIGTERM_EXIT)

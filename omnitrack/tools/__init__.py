@@ -1,1 +1,1 @@
-"""Command-line tools that drive the workflow from outside (no Snakemake imports here either)."""
+"""Command-line tools for experiments on a run's files (ablations, flow and depth accuracy); no Snakemake imports."""

@@ -24,10 +24,10 @@ METHODS = ("layers", "motion")
 def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach: int) -> dict:
     """{method: order_accuracy(...)} of one video (methods of METHODS, "workspace" when a depth file exists)."""
     from omnitrack.data.frames import load_frames
+    from omnitrack.depth.file import load_depth_file
     from omnitrack.depth.order import order_accuracy
     from omnitrack.depth.stage import compute_depth
     from omnitrack.flow.consistency import load_masks
-    from omnitrack.pipeline import load_depth_file
     from omnitrack.tools.flow_quality import synthetic_truth
 
     frames_path = workspace / "frames" / f"{video}.npz"
@@ -61,13 +61,17 @@ def main(argv=None) -> int:
     manifest_path = args.workspace / "manifest.json"
     manifest = read_json(manifest_path)
     if manifest.get("kind") != "synthetic":
-        raise InputError(manifest_path, f"is a {manifest.get('kind')} dataset; the true layer map exists only "
-                                        "for synthetic datasets")
+        raise InputError(
+            manifest_path, f"is a {manifest.get('kind')} dataset; the true layer map exists only for synthetic datasets"
+        )
     config = _config(args.configfile)
     spec = (config.get("datasets") or {}).get(manifest["dataset"])
     if spec is None:
-        raise InputError(manifest_path, f"dataset {manifest['dataset']!r} is not in the configuration",
-                         "pass the --configfile the run used")
+        raise InputError(
+            manifest_path,
+            f"dataset {manifest['dataset']!r} is not in the configuration",
+            "pass the --configfile the run used",
+        )
     depth_cfg = dict(config.get("depth") or {})
     rows = []
     for video in args.videos or manifest["videos"]:

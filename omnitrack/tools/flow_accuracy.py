@@ -55,12 +55,14 @@ def main(argv=None) -> int:
     videos = load_tapvid(args.pickle)
     if args.method == "raft":
         from omnitrack.flow.raft import load_raft, raft_pair_flows
+
         model = load_raft(args.weights, small=args.small)
 
         def flows(frames, pairs):
             return dict(raft_pair_flows(model, frames, pairs, iters=args.iters, batch_size=4))
     else:
         from omnitrack.flow.dis import dis_flow, make_dis
+
         dis = make_dis("medium")
 
         def flows(frames, pairs):
@@ -81,11 +83,18 @@ def main(argv=None) -> int:
     err = {g: np.concatenate(e) for g, e in sorted(by_gap.items())}
     every = np.concatenate(list(err.values()))
     bands = [(1, 4), (5, 8), (9, args.max_gap)]
-    band = " ".join(f"gaps {a}-{b} {np.concatenate([err[g] for g in err if a <= g <= b]).mean():.2f}"
-                    for a, b in bands if any(a <= g <= b for g in err))
-    setting = f"{args.method}" + (f" ({'small' if args.small else 'large'}, {args.iters} iters)" if args.method == "raft" else "")
-    print(f"{setting}: {len(videos)} videos, {count} pairs, {seconds / count:.3f} s/pair; EPE {every.mean():.2f} px, "
-          f"<1 px {np.mean(every < 1):.3f}, <4 px {np.mean(every < 4):.3f}; {band}")
+    band = " ".join(
+        f"gaps {a}-{b} {np.concatenate([err[g] for g in err if a <= g <= b]).mean():.2f}"
+        for a, b in bands
+        if any(a <= g <= b for g in err)
+    )
+    setting = f"{args.method}" + (
+        f" ({'small' if args.small else 'large'}, {args.iters} iters)" if args.method == "raft" else ""
+    )
+    print(
+        f"{setting}: {len(videos)} videos, {count} pairs, {seconds / count:.3f} s/pair; EPE {every.mean():.2f} px, "
+        f"<1 px {np.mean(every < 1):.3f}, <4 px {np.mean(every < 4):.3f}; {band}"
+    )
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 def _config(configfiles: list[Path]) -> dict:
     import yaml
 
-    from omnitrack.config import merge
+    from omnitrack.workflow.config import merge
 
     config: dict = {}
     for path in [Path("config.yaml"), *configfiles]:
@@ -60,13 +60,17 @@ def synthetic_truth(spec: dict, video: str, frames_path: Path):
     truth = DenseTruth(video_seed(spec["seed"], index), spec["num_frames"], tuple(spec["size"]))
     frames, _ = load_frames(frames_path)
     if frames.shape != truth.video.shape or not np.array_equal(frames, truth.video):
-        raise InputError(frames_path, f"differs from synthetic video {video} rendered with {spec}",
-                         "pass the --configfile the run used")
+        raise InputError(
+            frames_path,
+            f"differs from synthetic video {video} rendered with {spec}",
+            "pass the --configfile the run used",
+        )
     return truth
 
 
-def video_quality(workspace: Path, video: str, stage: str, cycle_th: float, spec: dict | None,
-                  source: Path | None) -> dict:
+def video_quality(
+    workspace: Path, video: str, stage: str, cycle_th: float, spec: dict | None, source: Path | None
+) -> dict:
     """{gap: {class: Tally}} of one video."""
     from omnitrack.data.frames import load_meta
     from omnitrack.evaluation.flow_quality import Tally, dense_pair, sparse_pair
@@ -92,8 +96,9 @@ def video_quality(workspace: Path, video: str, stage: str, cycle_th: float, spec
     return by_gap
 
 
-def roc_samples(workspace: Path, video: str, truth, cycle_th: float, raft_weights: str, cell: int,
-                stride: int = 2) -> dict[str, np.ndarray]:
+def roc_samples(
+    workspace: Path, video: str, truth, cycle_th: float, raft_weights: str, cell: int, stride: int = 2
+) -> dict[str, np.ndarray]:
     """The direct flows with |i - j| >= 3 that pass the cycle test, on a lattice of every ``stride``-th
     pixel, with what could tell right from wrong: {"right" (within 3 px), "object", "sift", "raft"
     (descriptor cosines, as the masks stage computes them), "chain" (minus the distance to the chain
@@ -145,10 +150,16 @@ def roc_table(samples: dict[str, np.ndarray]) -> str:
     """Markdown: the AUC of each score, on objects, background and all."""
     from omnitrack.evaluation.flow_quality import auc
 
-    lines = ["| score | AUC objects | AUC background | AUC all | flows (objects / background) |", "|---|---|---|---|---|"]
+    lines = [
+        "| score | AUC objects | AUC background | AUC all | flows (objects / background) |",
+        "|---|---|---|---|---|",
+    ]
     obj = samples["object"]
-    for name, label in (("sift", "dense SIFT cosine"), ("raft", "RAFT feature-encoder cosine"),
-                        ("chain", "agreement with the chain of consecutive flows")):
+    for name, label in (
+        ("sift", "dense SIFT cosine"),
+        ("raft", "RAFT feature-encoder cosine"),
+        ("chain", "agreement with the chain of consecutive flows"),
+    ):
         cells = [auc(samples[name][sel], samples["right"][sel]) for sel in (obj, ~obj, np.ones_like(obj))]
         lines.append(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {obj.sum()} / {(~obj).sum()} |")
     return "\n".join(lines)
@@ -161,10 +172,13 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", choices=["masks", "direct"], default="masks")
     ap.add_argument("--videos", nargs="*", help="default: every video of the workspace")
     ap.add_argument("--csv", type=Path, help="also write the table here")
-    ap.add_argument("--roc", metavar="RAFT_WEIGHTS",
-                    help="synthetic only: instead, the ROC AUC of the appearance checks (dense SIFT, the encoder of "
-                         "this RAFT checkpoint) and of chain agreement at telling right (<= 3 px) from wrong "
-                         "cycle-consistent direct flows with |i-j| >= 3")
+    ap.add_argument(
+        "--roc",
+        metavar="RAFT_WEIGHTS",
+        help="synthetic only: instead, the ROC AUC of the appearance checks (dense SIFT, the encoder of "
+        "this RAFT checkpoint) and of chain agreement at telling right (<= 3 px) from wrong "
+        "cycle-consistent direct flows with |i-j| >= 3",
+    )
     args = ap.parse_args(argv)
 
     from omnitrack.errors import InputError
@@ -180,15 +194,26 @@ def main(argv=None) -> int:
     if manifest["kind"] == "synthetic":
         spec = (config.get("datasets") or {}).get(manifest["dataset"])
         if spec is None:
-            raise InputError(manifest_path, f"dataset {manifest['dataset']!r} is not in the configuration",
-                             "pass the --configfile the run used")
+            raise InputError(
+                manifest_path,
+                f"dataset {manifest['dataset']!r} is not in the configuration",
+                "pass the --configfile the run used",
+            )
     cycle_th = float((config.get("masks") or {}).get("cycle_th", 3.0))
     if args.roc is not None:
         if spec is None:
             raise InputError(manifest_path, "--roc needs a synthetic dataset (dense ground truth)")
-        parts = [roc_samples(args.workspace, v, synthetic_truth(spec, v, args.workspace / "frames" / f"{v}.npz"),
-                             cycle_th, args.roc, int((config.get("features") or {}).get("cell", 8)))
-                 for v in args.videos or manifest["videos"]]
+        parts = [
+            roc_samples(
+                args.workspace,
+                v,
+                synthetic_truth(spec, v, args.workspace / "frames" / f"{v}.npz"),
+                cycle_th,
+                args.roc,
+                int((config.get("features") or {}).get("cell", 8)),
+            )
+            for v in args.videos or manifest["videos"]
+        ]
         print(roc_table({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}))
         return 0
     total: dict = {}

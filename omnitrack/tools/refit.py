@@ -47,8 +47,8 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
     None (``fit``: the fit's own start)."""
     import numpy as np
 
+    from omnitrack.depth.file import load_depth_file
     from omnitrack.errors import InputError
-    from omnitrack.pipeline import load_depth_file
 
     if depth_dir is not None:
         for path in (depth_dir / f"{video}.npz", depth_dir / f"{video}.npy"):
@@ -60,8 +60,11 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
     if how == "workspace":
         path = workspace / "depth" / f"{video}.npz"
         if not path.exists():
-            raise InputError(path, "does not exist (a run from before the depth stage?)",
-                             "pass --depth layers / motion / fit, or run the depth stage")
+            raise InputError(
+                path,
+                "does not exist (a run from before the depth stage?)",
+                "pass --depth layers / motion / fit, or run the depth stage",
+            )
         return load_depth_file(path)[0]
     from omnitrack.data.frames import load_frames
 
@@ -74,8 +77,11 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
         manifest = read_json(workspace / "manifest.json")
         spec = (config.get("datasets") or {}).get(manifest["dataset"])
         if manifest.get("kind") != "synthetic" or spec is None:
-            raise InputError(workspace / "manifest.json", "--depth layers-truth needs a synthetic dataset of the "
-                             "configuration (config.yaml merged with --configfile)")
+            raise InputError(
+                workspace / "manifest.json",
+                "--depth layers-truth needs a synthetic dataset of the "
+                "configuration (config.yaml merged with --configfile)",
+            )
         return layer_map_depth(synthetic_truth(spec, video, frames_path).front)
     from omnitrack.depth.stage import NEEDS_MASKS, compute_depth
     from omnitrack.flow.consistency import load_masks
@@ -85,25 +91,34 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
     return compute_depth(frames, {**(config.get("depth") or {}), "method": how}, masks=masks, progress=False)
 
 
-def refit_video(workspace: Path, video: str, source: Path, nvp: dict, modes: list[str], depth=None,
-                depth_label: str = "fit") -> dict:
+def refit_video(
+    workspace: Path, video: str, source: Path, nvp: dict, modes: list[str], depth=None, depth_label: str = "fit"
+) -> dict:
     """Fit one video with ``nvp`` from ``depth`` (float [T, H, W] or None: the fit's own start) and score
     it and the run's chain predictions against its ground truth ``source`` -> a JSON-able record."""
+    from omnitrack.evaluation.metrics import score
     from omnitrack.model import fit
-    from omnitrack.pipeline import load_prediction, score
+    from omnitrack.prediction import load_prediction
     from omnitrack.queries import benchmark_queries
 
     start = time.perf_counter()
-    tracker = fit(workspace / "frames" / f"{video}.npz", nvp, masks_dir=workspace / "masks" / video,
-                  matches_path=workspace / "matches" / f"{video}.npz", depth=depth, log=lambda message: None)
+    tracker = fit(
+        workspace / "frames" / f"{video}.npz",
+        nvp,
+        masks_dir=workspace / "masks" / video,
+        matches_path=workspace / "matches" / f"{video}.npz",
+        depth=depth,
+    )
     record = {"video": video, "nvp": nvp, "depth": depth_label, "fit_seconds": round(time.perf_counter() - start, 1)}
     width, height = tracker.size
     for mode in modes:
         truth = benchmark_queries(source, mode, width, height)
         tracks, occluded = tracker.track(truth[0])
         chain = load_prediction(workspace / "predictions" / "chain" / f"{video}.{mode}.npz")
-        record[mode] = {"nvp": score(tracks, occluded, truth, mode, width, height),
-                        "chain": score(chain["tracks"], chain["occluded"], truth, mode, width, height)}
+        record[mode] = {
+            "nvp": score(tracks, occluded, truth, mode, width, height),
+            "chain": score(chain["tracks"], chain["occluded"], truth, mode, width, height),
+        }
     return record
 
 
@@ -150,9 +165,14 @@ def main(argv=None) -> int:
         record = refit_video(args.workspace, video, source, nvp, args.modes, depth, label)
         for mode in args.modes:
             row = record[mode]
-            print(f"{video} {mode}: nvp " + " / ".join(f"{row['nvp'][k]:.3f}" for k in KEYS)
-                  + " | chain " + " / ".join(f"{row['chain'][k]:.3f}" for k in KEYS)
-                  + f" (AJ / delta / OA; depth {label}; fit {record['fit_seconds']} s)", flush=True)
+            print(
+                f"{video} {mode}: nvp "
+                + " / ".join(f"{row['nvp'][k]:.3f}" for k in KEYS)
+                + " | chain "
+                + " / ".join(f"{row['chain'][k]:.3f}" for k in KEYS)
+                + f" (AJ / delta / OA; depth {label}; fit {record['fit_seconds']} s)",
+                flush=True,
+            )
         if args.out is not None:
             with open(args.out, "a") as f:
                 f.write(json.dumps(record) + "\n")

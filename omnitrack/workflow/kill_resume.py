@@ -1,6 +1,6 @@
 """Kill-and-resume harness: SIGKILL the workflow mid-job, resume it, and compare with an uninterrupted run.
 
-    python -m omnitrack.tools.kill_resume --workdir DIR [--configfile a.yaml ...] \\
+    python -m omnitrack.workflow.kill_resume --workdir DIR [--configfile a.yaml ...] \\
         [--kill-at flow,matches,optimise,summarise] [--cores 2] [--delay 0.5] [--target results/summary.csv]
 
 In ``DIR/reference`` the workflow runs uninterrupted. Then, for every kill point (a rule name), a fresh
@@ -50,8 +50,7 @@ RULE_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")
 FIELD_LINE = re.compile(r"^\s+(output|log): (.+)$")
 
 HARNESS_CONFIG = {
-    "datasets": {"synthetic": {"kind": "synthetic", "num_videos": 2, "num_frames": 10, "size": [64, 64],
-                               "seed": 0}},
+    "datasets": {"synthetic": {"kind": "synthetic", "num_videos": 2, "num_frames": 10, "size": [64, 64], "seed": 0}},
     "run_datasets": ["synthetic"],
     "methods": ["chain"],
     "query_modes": ["first"],
@@ -62,8 +61,14 @@ HARNESS_CONFIG = {
 }
 # A short nvp fit that still writes several .partial checkpoints (added when `optimise` is a kill point);
 # partner_window must not exceed flow.window.
-HARNESS_NVP = {"steps": 60, "checkpoint_every": 5, "num_pairs": 4, "num_points": 256, "partner_window": 3,
-               "tensorboard": False}
+HARNESS_NVP = {
+    "steps": 60,
+    "checkpoint_every": 5,
+    "num_pairs": 4,
+    "num_points": 256,
+    "partner_window": 3,
+    "tensorboard": False,
+}
 
 
 @dataclass
@@ -73,9 +78,9 @@ class KillResult:
     rule: str
     killed: bool = False
     mid_job: bool = False
-    job: str = ""                      # the output of the job that was in flight
-    kill_after_s: float = 0.0          # seconds from start to SIGKILL
-    lock_blocked: bool = False         # did the bare --rerun-incomplete fail on the stale lock?
+    job: str = ""  # the output of the job that was in flight
+    kill_after_s: float = 0.0  # seconds from start to SIGKILL
+    lock_blocked: bool = False  # did the bare --rerun-incomplete fail on the stale lock?
     resume_s: float = 0.0
     resume_rc: int | None = None
     differences: list[str] = field(default_factory=list)
@@ -118,8 +123,7 @@ def make_run_dir(root: Path, name: str, config: dict | None) -> Path:
 
 def run_snakemake(work: Path, args, extra, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
-    proc = subprocess.run([snakemake_exe(), *args, *extra], cwd=work, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([snakemake_exe(), *args, *extra], cwd=work, capture_output=True, text=True, timeout=timeout)
     return proc, time.perf_counter() - start
 
 
@@ -177,18 +181,26 @@ def kill_during(work: Path, rule: str, extra, cores: int, delay: float, timeout:
     if res.killed and not res.mid_job:
         run_snakemake(work, ["--unlock"], extra, timeout)
         retry = _kill_once(work, rule, [*extra, "--forcerun", rule], cores, delay, timeout, on_launch=True)
-        retry.notes.insert(0, f"the first kill came after the job had finished ({res.kill_after_s:.1f} s); "
-                              f"killed again at the launch of `--forcerun {rule}`")
+        retry.notes.insert(
+            0,
+            f"the first kill came after the job had finished ({res.kill_after_s:.1f} s); "
+            f"killed again at the launch of `--forcerun {rule}`",
+        )
         res = retry
     return res
 
 
-def _kill_once(work: Path, rule: str, extra, cores: int, delay: float, timeout: float,
-               on_launch: bool) -> KillResult:
+def _kill_once(work: Path, rule: str, extra, cores: int, delay: float, timeout: float, on_launch: bool) -> KillResult:
     res = KillResult(rule)
     start = time.perf_counter()
-    proc = subprocess.Popen([snakemake_exe(), "--cores", str(cores), *extra], cwd=work, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [snakemake_exe(), "--cores", str(cores), *extra],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     watcher = _Watcher(proc.stdout, rule, work / "harness-killed-run.txt")
     watcher.start()
     deadline = time.monotonic() + timeout
@@ -280,13 +292,17 @@ def compare_results(ref: Path, other: Path) -> tuple[list[str], dict[str, int]]:
         files_ref = {p.relative_to(ref) for p in ref.glob(pattern)}
         files_other = {p.relative_to(other) for p in other.glob(pattern)}
         if files_ref != files_other:
-            diffs.append(f"{kind} files differ: only in reference {sorted(map(str, files_ref - files_other))}, "
-                         f"only in resumed {sorted(map(str, files_other - files_ref))}")
+            diffs.append(
+                f"{kind} files differ: only in reference {sorted(map(str, files_ref - files_other))}, "
+                f"only in resumed {sorted(map(str, files_other - files_ref))}"
+            )
         for rel in sorted(files_ref & files_other):
             counts[kind] += 1
             if kind == "metrics":
                 a, b = json.loads((ref / rel).read_text()), json.loads((other / rel).read_text())
-                diffs += [f"{rel} {k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+                diffs += [
+                    f"{rel} {k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+                ]
             else:
                 with np.load(ref / rel) as za, np.load(other / rel) as zb:
                     for k in sorted(set(za.files) | set(zb.files)):
@@ -300,8 +316,16 @@ def leftover_temporaries(work: Path) -> list[str]:
     return sorted(str(p.relative_to(work)) for p in (work / "results").rglob(".*.tmp-*"))
 
 
-def run_harness(root: str | Path, configfiles=(), kill_at=KILL_POINTS, cores: int = 2, delay: float = 0.5,
-                timeout: float = 900, targets=(), log=print) -> tuple[list[KillResult], float]:
+def run_harness(
+    root: str | Path,
+    configfiles=(),
+    kill_at=KILL_POINTS,
+    cores: int = 2,
+    delay: float = 0.5,
+    timeout: float = 900,
+    targets=(),
+    log=print,
+) -> tuple[list[KillResult], float]:
     """Reference run, then one kill-and-resume per rule of ``kill_at`` -> (results, reference seconds).
 
     targets: Snakemake targets of every run (default: the workflow's default target, ``all``).
@@ -325,8 +349,9 @@ def run_harness(root: str | Path, configfiles=(), kill_at=KILL_POINTS, cores: in
         if res.killed:
             temps = leftover_temporaries(work)
             if temps:
-                res.notes.append(f"{len(temps)} temporary file(s) of killed writes left beside outputs "
-                                 f"(never read), e.g. {temps[0]}")
+                res.notes.append(
+                    f"{len(temps)} temporary file(s) of killed writes left beside outputs (never read), e.g. {temps[0]}"
+                )
             resume(work, res, extra, cores, timeout)
             diffs, counts = compare_results(ref, work)
             res.differences += diffs
@@ -336,16 +361,19 @@ def run_harness(root: str | Path, configfiles=(), kill_at=KILL_POINTS, cores: in
 
 
 def format_report(results: list[KillResult], ref_s: float, cores: int) -> str:
-    lines = [f"kill-and-resume report (snakemake --cores {cores}; reference run {ref_s:.1f} s; "
-             f"timings are wall-clock on a shared machine)", "",
-             f"{'kill point':<11} {'killed':<7} {'mid-job':<8} {'kill at':>8} {'stale lock':<11} "
-             f"{'resume':>8}  comparison",
-             "-" * 92]
+    lines = [
+        f"kill-and-resume report (snakemake --cores {cores}; reference run {ref_s:.1f} s; "
+        f"timings are wall-clock on a shared machine)",
+        "",
+        f"{'kill point':<11} {'killed':<7} {'mid-job':<8} {'kill at':>8} {'stale lock':<11} {'resume':>8}  comparison",
+        "-" * 92,
+    ]
     for r in results:
-        comparison = ("identical" if r.ok else
-                      f"{len(r.differences)} difference(s)" if r.differences else "not compared")
-        lines.append(f"{r.rule:<11} {'yes' if r.killed else 'no':<7} {'yes' if r.mid_job else 'no':<8} "
-                     f"{r.kill_after_s:>7.1f}s {'yes' if r.lock_blocked else 'no':<11} {r.resume_s:>7.1f}s  {comparison}")
+        comparison = "identical" if r.ok else f"{len(r.differences)} difference(s)" if r.differences else "not compared"
+        lines.append(
+            f"{r.rule:<11} {'yes' if r.killed else 'no':<7} {'yes' if r.mid_job else 'no':<8} "
+            f"{r.kill_after_s:>7.1f}s {'yes' if r.lock_blocked else 'no':<11} {r.resume_s:>7.1f}s  {comparison}"
+        )
         if r.job:
             lines.append(f"    job in flight: {r.job}")
         lines += [f"    {n}" for n in r.notes]
@@ -356,10 +384,14 @@ def format_report(results: list[KillResult], ref_s: float, cores: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m omnitrack.tools.kill_resume", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m omnitrack.workflow.kill_resume", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="scratch directory for the runs (created)")
-    p.add_argument("--configfile", nargs="+", default=[],
-                   help="config files merged over the repository's config.yaml (default: the built-in tiny config)")
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="config files merged over the repository's config.yaml (default: the built-in tiny config)",
+    )
     p.add_argument("--kill-at", default=",".join(KILL_POINTS), help="comma-separated rule names")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--delay", type=float, default=0.5, help="seconds between the job starting and the kill")
@@ -367,8 +399,9 @@ def main(argv=None) -> int:
     p.add_argument("--target", nargs="+", default=[], help="Snakemake targets (default: the workflow's `all`)")
     args = p.parse_args(argv)
     kill_at = [k.strip() for k in args.kill_at.split(",") if k.strip()]
-    results, ref_s = run_harness(args.workdir, args.configfile, kill_at, args.cores, args.delay, args.timeout,
-                                 args.target)
+    results, ref_s = run_harness(
+        args.workdir, args.configfile, kill_at, args.cores, args.delay, args.timeout, args.target
+    )
     report = format_report(results, ref_s, args.cores)
     print(report)
     (Path(args.workdir) / "report.txt").write_text(report + "\n")

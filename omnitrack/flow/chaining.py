@@ -21,9 +21,13 @@ from omnitrack.interp import bilinear, nearest
 RELIABLE = 1
 
 
-def track_queries(flows: FlowStore, mask: np.ndarray, query_points: np.ndarray,
-                  matches: tuple[np.ndarray, np.ndarray] | None = None,
-                  match_radius: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+def track_queries(
+    flows: FlowStore,
+    mask: np.ndarray,
+    query_points: np.ndarray,
+    matches: tuple[np.ndarray, np.ndarray] | None = None,
+    match_radius: float = 12.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Track query points through a video.
 
     flows: the masks stage's flow store (P pairs, T frames, H x W).
@@ -49,8 +53,9 @@ def track_queries(flows: FlowStore, mask: np.ndarray, query_points: np.ndarray,
             active = np.nonzero(qt * step < k * step)[0]
             for a in np.unique(anchor_t[active]):
                 idx = active[anchor_t[active] == a]
-                pos, vis = _carry(flows, mask, match_index, int(a), k, anchor_p[idx], tracks[idx, k - step],
-                                  match_radius)
+                pos, vis = _carry(
+                    flows, mask, match_index, int(a), k, anchor_p[idx], tracks[idx, k - step], match_radius
+                )
                 tracks[idx, k] = pos
                 occluded[idx, k] = ~vis
                 anchor_t[idx[vis]] = k

@@ -25,8 +25,11 @@ def check_config(config: dict, schema_path: str | Path, source: str = "the confi
     """Raise :class:`InputError` listing every problem of ``config``, each with its key."""
     errors = config_errors(config, schema_path)
     if errors:
-        raise InputError(source, "invalid configuration:\n  " + "\n  ".join(errors),
-                         hint=f"see {Path(schema_path).name} and README.md, section Configuration")
+        raise InputError(
+            source,
+            "invalid configuration:\n  " + "\n  ".join(errors),
+            hint=f"see {Path(schema_path).name} and README.md, section Configuration",
+        )
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -47,9 +50,12 @@ class _StrictLoader(yaml.SafeLoader):
                 except TypeError:  # unhashable key: let PyYAML report it
                     continue
                 if first is not None:
-                    raise InputError(self.source, f"line {line}: key '{key}' appears twice in one mapping (first at "
-                                                  f"line {first}); YAML would silently keep only the last value",
-                                     hint="remove or merge one of them")
+                    raise InputError(
+                        self.source,
+                        f"line {line}: key '{key}' appears twice in one mapping (first at "
+                        f"line {first}); YAML would silently keep only the last value",
+                        hint="remove or merge one of them",
+                    )
                 seen[key] = line
         return super().construct_mapping(node, deep)
 
@@ -64,8 +70,11 @@ def load_config_file(path: str | Path) -> dict:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputError(path, f"is not UTF-8 text: byte 0x{data[e.start]:02x} at line {line}, column {column} "
-                               f"cannot be decoded", hint="save the file with UTF-8 encoding") from None
+        raise InputError(
+            path,
+            f"is not UTF-8 text: byte 0x{data[e.start]:02x} at line {line}, column {column} cannot be decoded",
+            hint="save the file with UTF-8 encoding",
+        ) from None
     loader = _StrictLoader(text)
     loader.source = str(path)
     try:
@@ -91,10 +100,12 @@ def check_device(device: str) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise InputError("config", "device: cuda, but torch sees no CUDA GPU on this machine "
-                                   "(torch.cuda.is_available() is False)",
-                         hint="set device: auto (CUDA when available, else CPU) or device: cpu; a SLURM run "
-                              "(remote executor) skips this check on the submit host")
+        raise InputError(
+            "config",
+            "device: cuda, but torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False)",
+            hint="set device: auto (CUDA when available, else CPU) or device: cpu; a SLURM run "
+            "(remote executor) skips this check on the submit host",
+        )
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -106,7 +117,7 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-if __name__ == "__main__":  # python -m omnitrack.config FILE...: check config files as the workflow does
+if __name__ == "__main__":  # python -m omnitrack.workflow.config FILE...: check config files as the workflow does
     import sys
 
     try:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from omnitrack.faults import fail_once
+from omnitrack.workflow.faults import fail_once
 
 
 @contextlib.contextmanager

@@ -1,1 +1,0 @@
-"""Trackers that need no optimisation: the flow-chaining baseline."""
