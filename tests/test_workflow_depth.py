@@ -42,14 +42,15 @@ def test_depth_anything_runs_end_to_end_and_feeds_the_fit(da_run):
     log = (da_run / "logs/synthetic/depth/synth_000.log").read_text()
     assert "depth by depth_anything_v2" in log
     assert (da_run / "benchmarks/synthetic/depth/synth_000.tsv").exists()
-    # the fit started from it: the model's initial depth maps are the file's, sampled at cell centres
+    # the fit started from it: the model's initial depth maps are the file's, averaged per depth cell
+    # (the averaging itself: tests/test_model_inputs.py)
     import torch
+
+    from omnitrack.model.depth import resize_area
 
     ck = torch.load(da_run / "results/synthetic/models/synth_000.pt", weights_only=False)
     init = ck["scene"]["depth.initial"].numpy()
-    rows = ((np.arange(init.shape[1]) + 0.5) * 64 / init.shape[1]).astype(int)
-    cols = ((np.arange(init.shape[2]) + 0.5) * 64 / init.shape[2]).astype(int)
-    np.testing.assert_array_equal(init, depth[:, rows][:, :, cols])
+    np.testing.assert_array_equal(init, resize_area(depth, *init.shape[1:]))
     # the depth video, and its preview inside the track viewer; the summary says which depth
     assert (da_run / "results/synthetic/visualise/depth/synth_000.mp4").stat().st_size > 1000
     viewer = (da_run / "results/synthetic/visualise/nvp/synth_000.first.html").read_text()
