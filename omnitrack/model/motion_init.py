@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnitrack.flow.store import FlowStore
+from omnitrack.model.depth import resize_area
 
 
 def independence(store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.Generator) -> np.ndarray:
@@ -54,12 +55,10 @@ def independence(store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.G
 
 def motion_depth(store: FlowStore, mask: np.ndarray, dh: int, dw: int, cfg: dict) -> np.ndarray:
     """Initial depth maps float32 [T, dh, dw] (see the module docstring)."""
-    import cv2
-
     base = float(cfg["depth_init"])
     t = store.num_frames
     if cfg["motion_init_sep"] <= 0:
         return np.full((t, dh, dw), base, np.float32)
     score = independence(store, mask, cfg, np.random.default_rng(cfg["seed"]))
-    cells = np.stack([cv2.resize(s, (dw, dh), interpolation=cv2.INTER_AREA) for s in score])
+    cells = resize_area(score, dh, dw)
     return (base * (1 - float(cfg["motion_init_sep"]) * np.clip(cells, 0, 1))).astype(np.float32)
