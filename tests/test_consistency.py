@@ -156,13 +156,17 @@ def test_descriptor_cosine_matches_a_direct_bilinear_computation():
     rng = np.random.default_rng(0)
     desc = rng.normal(size=(2, 4, 5, 6)).astype(np.float32)  # 2 frames of 4 x 5 cells, 8 px each: 40 x 32 px
     ys, xs = np.meshgrid(np.arange(32) + 0.5, np.arange(40) + 0.5, indexing="ij")
-    feats = _Features({"descriptors": desc, "cell": [8, 8]}, 2, np.stack([xs, ys], -1))
     flat = rng.choice(32 * 40, 200, replace=False)
     xy_i = np.stack([flat % 40 + 0.5, flat // 40 + 0.5], 1)
     xy_j = rng.uniform([-3, -3], [43, 35], size=(200, 2))  # some off the image: border replicated
     a, b = bilinear(desc[0], xy_i / 8), bilinear(desc[1], xy_j / 8)
     expected = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    np.testing.assert_allclose(feats.cosine(0, flat, 1, xy_j, chunk=64), expected, atol=1e-5)
+    a, b = bilinear(desc[1], xy_i / 8), bilinear(desc[0], xy_j / 8)
+    expected_ji = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    for gram_bytes in (1 << 20, 0):  # through the cells' Gram matrix, and by interpolating the descriptors
+        feats = _Features({"descriptors": desc, "cell": [8, 8]}, 2, np.stack([xs, ys], -1), gram_bytes)
+        np.testing.assert_allclose(feats.cosine(0, flat, 1, xy_j), expected, atol=1e-5)
+        np.testing.assert_allclose(feats.cosine(1, flat, 0, xy_j), expected_ji, atol=1e-5)
 
 
 def test_long_gap_flow_that_the_chain_contradicts_is_not_reliable(tmp_path):

@@ -80,13 +80,19 @@ def _inside(map_xy: np.ndarray, h: int, w: int) -> np.ndarray:
 class _Features:
     """Descriptor cosine between the pixel centres of a source frame and points of another frame.
 
-    Descriptors are sampled bilinearly in the descriptor grid. Every check of the masks stage compares
-    a pixel centre of the source frame i with a moved point of a frame j, so frame i's descriptors
-    at all its pixel centres (and their norms) are sampled once per source frame and gathered.
+    Descriptors are sampled bilinearly in the descriptor grid (border replicated), so a sampled
+    descriptor is a weighted sum of 4 cells and the dot product of two samples is a weighted sum of 16
+    cell-to-cell dot products. Those come from the Gram matrix of the two frames' cells ([M, M], M cells
+    per frame, one matrix product per frame pair), so no [C, H*W] descriptor map is ever interpolated:
+    with RAFT's 256-d encoder on 256x256 frames this is ~15x faster than sampling and summing. Grids
+    whose Gram matrix would exceed ``gram_bytes`` interpolate the descriptors of the points instead
+    (same result). Gram matrices of recent frame pairs are kept up to ``8 * gram_bytes`` in all.
     """
 
-    def __init__(self, features: dict, num_frames: int, centres: np.ndarray):
+    def __init__(self, features: dict, num_frames: int, centres: np.ndarray, gram_bytes: int = 64 << 20):
         """centres [H, W, 2]: the (x, y) pixel centres of a frame."""
+        import torch
+
         desc = features["descriptors"]
         cell = np.asarray(features["cell"], np.float64).reshape(-1)
         if desc.ndim != 4 or desc.shape[0] != num_frames or cell.shape != (2,):
@@ -94,38 +100,75 @@ class _Features:
                 f"features must hold descriptors [T={num_frames}, h, w, C] and cell [2], "
                 f"got {desc.shape} and {cell.shape}"
             )
-        self.desc, self.cell = desc, cell
-        self.centres = centres.reshape(-1, 2)
-        self._source = (None, None, None)  # frame, descriptors at its pixel centres [C, H*W], their norms [H*W]
+        self.grid = desc.shape[1:3]
+        self.cell = cell
+        self.desc = torch.from_numpy(np.asarray(desc, np.float32).reshape(num_frames, -1, desc.shape[-1]))
+        self.centre_idx, self.centre_w = self._corners(centres.reshape(-1, 2))
+        cells = self.desc.shape[1]
+        self._gram_max = 8 if cells * cells * 4 <= gram_bytes else 0  # Gram matrices kept; 0: none made
+        self._gram: dict[tuple[int, int], object] = {}
+        # dot products within each cell's 2x2 block (the cells a sample whose first corner it is mixes)
+        cell_centres = np.stack(np.meshgrid(np.arange(self.grid[1]) + 0.5, np.arange(self.grid[0]) + 0.5), -1)
+        block, _ = self._corners((cell_centres * cell).reshape(-1, 2))
+        self._block_gram = torch.stack(
+            [torch.einsum("mac,mbc->mab", d[block], d[block]).reshape(cells, 16) for d in self.desc]
+        )
+        self._source = (None, None)  # frame, norms of its descriptors at all pixel centres [H*W]
 
-    def _sample(self, t: int, xy: np.ndarray):
-        """Descriptors of frame t at pixel points xy [N, 2] -> [C, N] (border replicated)."""
+    def _corners(self, xy: np.ndarray):
+        """Cells and bilinear weights of points xy [N, 2] (pixels) -> (int64 [N, 4], float32 [N, 4]),
+        as ``grid_sample(..., padding_mode="border", align_corners=False)`` weighs them."""
         import torch
-        import torch.nn.functional as F
 
-        grid = torch.from_numpy(np.asarray(self.desc[t], np.float32)).permute(2, 0, 1)[None]
-        _, _, h, w = grid.shape
-        g = torch.from_numpy(2 * xy / (np.array([w, h]) * self.cell) - 1).float()[None, None]
-        return F.grid_sample(grid, g, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
+        h, w = self.grid
+        u = np.clip(xy[:, 0] / self.cell[0] - 0.5, 0, w - 1)
+        v = np.clip(xy[:, 1] / self.cell[1] - 0.5, 0, h - 1)
+        x0, y0 = np.floor(u), np.floor(v)
+        fx, fy = u - x0, v - y0
+        x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+        x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+        idx = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
+        wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], 1).astype(np.float32)
+        return torch.from_numpy(idx), torch.from_numpy(wts)
 
-    def cosine(self, i: int, flat: np.ndarray, j: int, xy_j: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    def _dots(self, i: int, j: int, idx_a, w_a, idx_b, w_b):
+        """[N]: dot products of frame i's samples (cells idx_a, weights w_a) with frame j's (idx_b, w_b)."""
+        import torch
+
+        if not self._gram_max:
+            a = (self.desc[i][idx_a] * w_a[..., None]).sum(1)
+            b = (self.desc[j][idx_b] * w_b[..., None]).sum(1)
+            return (a * b).sum(1)
+        key = (i, j)
+        if key not in self._gram:
+            if len(self._gram) >= self._gram_max:
+                del self._gram[next(iter(self._gram))]
+            self._gram[key] = (self.desc[i] @ self.desc[j].T).reshape(-1)
+        gram, m = self._gram[key], self.desc.shape[1]
+        out = torch.zeros(len(idx_a))
+        for a in range(4):
+            row = idx_a[:, a] * m
+            for b in range(4):
+                out += gram[row + idx_b[:, b]] * (w_a[:, a] * w_b[:, b])
+        return out
+
+    def _norms(self, t: int, idx, wts):
+        """[N]: norms of frame t's samples (cells idx, weights wts from ``_corners``)."""
+        sq = (self._block_gram[t][idx[:, 0]] * (wts[:, :, None] * wts[:, None]).reshape(len(wts), 16)).sum(1)
+        return sq.clamp_min_(0).sqrt_()
+
+    def cosine(self, i: int, flat: np.ndarray, j: int, xy_j: np.ndarray) -> np.ndarray:
         """float32 [N]: cosine of frame i's descriptor at its pixel centres ``flat`` [N] (row-major
         pixel indices) and frame j's at points xy_j [N, 2]."""
         import torch
 
         if self._source[0] != i:
-            a = self._sample(i, self.centres)
-            self._source = (i, a, a.square().sum(0).sqrt_())
-        _, a_all, a_norm = self._source
-        out = np.empty(len(flat), np.float32)
-        for s in range(0, len(flat), chunk):
-            idx = torch.from_numpy(flat[s : s + chunk])
-            b = self._sample(j, xy_j[s : s + chunk])
-            # explicit products and sums: einsum and linalg.vector_norm over dim 0 are ~2x slower here
-            dot = (a_all.index_select(1, idx) * b).sum(0)
-            norms = (a_norm.index_select(0, idx) * b.square().sum(0).sqrt_()).clamp_min(1e-12)
-            out[s : s + chunk] = (dot / norms).numpy()
-        return out
+            self._source = (i, self._norms(i, self.centre_idx, self.centre_w))
+        idx = torch.from_numpy(np.asarray(flat, np.int64))
+        a, wa = self.centre_idx[idx], self.centre_w[idx]
+        b, wb = self._corners(np.asarray(xy_j, np.float64))
+        norms = (self._source[1][idx] * self._norms(j, b, wb)).clamp_min(1e-12)
+        return (self._dots(i, j, a, wa, b, wb) / norms).numpy()
 
 
 def _appearance_ok(
