@@ -175,7 +175,15 @@ def estimate_flow(frames_path: str | Path, out_dir: str | Path, cfg: dict, devic
     frames, _ = load_frames(frames_path)
     setting = MEMORY_SETTINGS["flow"] if cfg["method"] == "raft" else RESOLUTION
     with memory_hint(frames_path, "flow", setting):
-        compute_flows(frames, out_dir, method=cfg["method"], window=cfg["window"], raft=cfg.get("raft"), device=device)
+        compute_flows(
+            frames,
+            out_dir,
+            method=cfg["method"],
+            window=cfg["window"],
+            raft=cfg.get("raft"),
+            device=device,
+            gaps=cfg.get("gaps"),
+        )
 
 
 def extract_features(

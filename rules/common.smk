@@ -53,6 +53,11 @@ if "motion_init_sep" in config["nvp"]:
         "config: nvp.motion_init_sep has no effect in the workflow: the depth stage gives the fit its start "
         "(use `depth: {method: motion, motion: {sep: <value>}}` for the motion start, or depth.method: layers)"
     )
+if config["flow"]["gaps"] is not None:
+    if 1 not in config["flow"]["gaps"]:
+        raise ValueError(f"config: flow.gaps must include 1 (got {config['flow']['gaps']}): chaining steps by gap 1")
+    if not config["masks"]["chain"]:
+        raise ValueError("config: flow.gaps needs masks.chain: true (the masks stage chains the gaps not computed)")
 GT_KINDS = ("synthetic", "tapvid")
 
 

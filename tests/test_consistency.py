@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from omnitrack.errors import CacheError
+from omnitrack.errors import CacheError, InputError
 from omnitrack.flow.consistency import OCCLUDED, RELIABLE, compute_masks, direct_masks, load_masks
 from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
 from tests.textures import moving_texture
@@ -216,3 +216,28 @@ def test_chain_agreeing_with_the_direct_flow_keeps_the_direct_flow(tmp_path):
     reliable = mask[k] == RELIABLE
     assert reliable.mean() > 0.7
     np.testing.assert_allclose(out.get(0, 3)[reliable], np.broadcast_to(3 * step, (reliable.sum(), 2)), atol=0.05)
+
+
+def test_gaps_without_direct_flow_are_chained(tmp_path):
+    """A store with direct flows of gaps 1 and 3 only (flow.gaps): the masks directory still has every
+    pair of the window; gap 2 is the chain of the exact consecutive flows (reliable off the square's
+    occlusions), gap 3 is checked against its direct flow as usual. Without chaining it is an error."""
+    t_frames, window = 5, 3
+    frames, _ = square_scene(t_frames)
+    pairs = window_pairs(t_frames, window, gaps={1, 3})
+    flows = {(i, j): np.where(square_at(i)[..., None], SQ_STEP * (j - i), BG_STEP).astype(np.float32) for i, j in pairs}
+    store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
+    assert (0, 2) not in store.index
+    compute_masks(frames, store, tmp_path / "m", chain=True, progress=False)
+    out, mask, counts = load_masks(tmp_path / "m")
+    assert out.pairs == window_pairs(t_frames, window) and out.meta["direct_gaps"] == [1, 3]
+    for i, j in [(0, 2), (2, 0), (1, 3), (0, 3)]:
+        truth = np.where(square_at(i)[..., None], SQ_STEP * (j - i), BG_STEP)
+        reliable = mask[out.index[(i, j)]] == RELIABLE
+        assert reliable.mean() > 0.8, (i, j)
+        np.testing.assert_allclose(out.get(i, j)[reliable], truth[reliable], atol=0.05)
+    assert not (mask[out.index[(0, 2)]] & OCCLUDED).any()  # the occlusion test needs a direct flow
+    np.testing.assert_array_equal(counts[0], (mask[[out.index[(0, j)] for j in (1, 2, 3)]] != 0).sum(0))
+    with pytest.raises(InputError, match=r"flow: holds direct flows of gaps \[1, 3\] only, and without chaining"):
+        compute_masks(frames, store, tmp_path / "plain", chain=False, progress=False)
+    assert not (tmp_path / "plain").exists()

@@ -43,12 +43,24 @@ def test_dis_recovers_subpixel_translation():
     assert interior_error(flow, (0.0, 0.0)) > 2.0  # a flow of zero would not pass
 
 
-def test_raft_sintel_recovers_subpixel_translation(sintel):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_raft_sintel_recovers_subpixel_translation(sintel, precision):
     model = load_raft(sintel)
     frames = np.stack([moving_texture(128), moving_texture(128, SHIFT)])
-    flows = dict(raft_pair_flows(model, frames, [(0, 1), (1, 0)], iters=8, batch_size=2))
+    flows = dict(raft_pair_flows(model, frames, [(0, 1), (1, 0)], iters=8, batch_size=2, precision=precision))
+    assert flows[0].dtype == np.float32
     assert interior_error(flows[0], SHIFT) < 0.25
     assert interior_error(flows[1], (-SHIFT[0], -SHIFT[1])) < 0.25
+    assert not torch.is_autocast_enabled("cpu")  # autocast is confined to the network's calls
+
+
+def test_raft_precision_is_checked(small_weights):
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        next(
+            raft_pair_flows(
+                load_raft(small_weights, small=True), np.zeros((2, 64, 64, 3), np.uint8), [(0, 1)], precision="fp16"
+            )
+        )
 
 
 def test_raft_small_loads_and_matches_torchvision_forward(small_weights):
@@ -116,11 +128,12 @@ def test_raft_store_records_weights_and_iters(tmp_path, small_weights):
         window=1,
         device="auto",
         progress=False,
-        raft={"weights": small_weights, "small": True, "iters": 5, "batch_size": 3},
+        raft={"weights": small_weights, "small": True, "iters": 5, "batch_size": 3, "precision": "bf16"},
     )
     store = FlowStore(out)
     assert store.pairs == [(0, 1), (1, 0), (1, 2), (2, 1)]
     assert store.meta["weights"] == str(small_weights.resolve()) and store.meta["iters"] == 5
+    assert store.meta["precision"] == "bf16"
     assert interior_error(store.get(2, 1), (-2.0, 1.0)) < 0.75
 
 
@@ -143,3 +156,15 @@ def test_flow_accuracy_tool_scores_an_exact_flow_as_zero_and_a_wrong_one_as_its_
     np.testing.assert_allclose(endpoint_errors(flow, points, occluded, 0, 1), [0, 0], atol=1e-5)
     assert endpoint_errors(flow, points, occluded, 0, 2).shape == (1,)  # the occluded point is left out
     np.testing.assert_allclose(endpoint_errors(flow, points, occluded, 0, 2), [np.hypot(3, 2)], atol=1e-5)
+
+
+def test_store_of_some_gaps_only(tmp_path):
+    frames = np.stack([moving_texture(64, (1.5 * t, 0.5 * t), seed=2) for t in range(6)])
+    compute_flows(frames, tmp_path / "vid", "dis", window=4, progress=False, gaps=[4, 1, 2, 9])
+    store = FlowStore(tmp_path / "vid")
+    assert store.pairs == [p for p in window_pairs(6, 4) if abs(p[0] - p[1]) in (1, 2, 4)]
+    assert store.meta["gaps"] == [1, 2, 4] and store.meta["window"] == 4
+    compute_flows(frames[:3], tmp_path / "all", "dis", window=2, progress=False)
+    assert FlowStore(tmp_path / "all").meta["gaps"] == [1, 2]
+    with pytest.raises(ValueError, match=r"flow gaps must be positive and include 1 .*got \[2, 4\]"):
+        compute_flows(frames, tmp_path / "bad", "dis", window=4, progress=False, gaps=[2, 4])

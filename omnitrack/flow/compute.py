@@ -11,7 +11,7 @@ import numpy as np
 from omnitrack.errors import InputError
 from omnitrack.flow.store import FlowWriter, window_pairs
 
-RAFT_DEFAULTS = {"weights": None, "small": False, "iters": 20, "batch_size": 4}
+RAFT_DEFAULTS = {"weights": None, "small": False, "iters": 20, "batch_size": 4, "precision": "fp32"}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -31,13 +31,15 @@ def compute_flows(
     raft: dict | None = None,
     device: str = "auto",
     progress: bool = True,
+    gaps: list[int] | None = None,
 ) -> None:
-    """Write the flow of every pair (i, j), 0 < |i - j| <= window, to the store ``out_dir``.
+    """Write the flow of every pair (i, j), 0 < |i - j| <= window, to the store ``out_dir``; with
+    ``gaps``, only of the pairs |i - j| in gaps (it must hold 1: the masks stage chains the others).
 
     frames: uint8 [T, H, W, 3]. method: "dis" or "raft". raft: {"weights": path or "torchvision",
-    "small": bool, "iters": int, "batch_size": int} (defaults in RAFT_DEFAULTS). A window larger
+    "small": bool, "iters": int, "batch_size": int, "precision": "fp32" | "bf16"} (defaults in RAFT_DEFAULTS). A window larger
     than T - 1 is clipped (with a warning). The store's meta records method, window and, for RAFT,
-    weights, small and iters.
+    weights, small, iters and precision.
     """
     from tqdm import tqdm
 
@@ -52,8 +54,12 @@ def compute_flows(
     if window > t - 1:
         warnings.warn(f"flow window {window} exceeds the {t} frames of the video; using {t - 1}", stacklevel=2)
         window = t - 1
-    pairs = window_pairs(t, window)
-    meta = {"method": method, "window": window}
+    if gaps is not None:
+        if 1 not in gaps or min(gaps) < 1:
+            raise ValueError(f"flow gaps must be positive and include 1 (the masks stage chains the rest), got {gaps}")
+        gaps = sorted({int(g) for g in gaps if g <= window})
+    pairs = window_pairs(t, window, gaps)
+    meta = {"method": method, "window": window, "gaps": gaps or list(range(1, window + 1))}
     if method == "dis":
         from omnitrack.flow.dis import dis_pair_flows
 
@@ -90,6 +96,13 @@ def _raft_flows(frames, pairs, cfg: dict, device: str):
     weights = cfg["weights"] if str(cfg["weights"]) == "torchvision" else Path(cfg["weights"]).resolve()
     model = load_raft(weights, small=bool(cfg["small"]), device=device)
     flows = raft_pair_flows(
-        model, frames, pairs, iters=int(cfg["iters"]), batch_size=int(cfg["batch_size"]), device=torch.device(device)
+        model,
+        frames,
+        pairs,
+        iters=int(cfg["iters"]),
+        batch_size=int(cfg["batch_size"]),
+        device=torch.device(device),
+        precision=cfg["precision"],
     )
-    return flows, {"weights": str(weights), "small": bool(cfg["small"]), "iters": int(cfg["iters"])}
+    meta = {"weights": str(weights), "small": bool(cfg["small"]), "iters": int(cfg["iters"])}
+    return flows, {**meta, "precision": cfg["precision"]}

@@ -17,6 +17,10 @@ frame i. Where the direct flow is cycle-consistent or occluded-but-reliable, it 
 composed flow; the chained reliable mask is forced True where the direct cycle mask is True and
 False where the direct occlusion mask is True.
 
+A flow store may hold direct flows of some gaps only (the flow stage's ``gaps``, to save flow time):
+with chaining, the masks directory still has every pair of the window, and a pair without a direct
+flow carries the chained flow and its reliability alone.
+
 Confirmation (``confirm_th`` px, not upstream; None: upstream's rule above). For |i - j| >= 2 a
 cycle-consistent direct flow is trusted only where the chain reached the pixel and the two agree
 within ``confirm_th``; where both exist and disagree, one of them is wrong and the pixel is
@@ -42,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from omnitrack.errors import CacheError
-from omnitrack.flow.store import SCALE, FlowStore, encode
+from omnitrack.errors import CacheError, InputError
+from omnitrack.flow.store import SCALE, FlowStore, encode, window_pairs
 from omnitrack.io import NpyRows, atomic_path, open_npy, write_json
 
 RELIABLE, OCCLUDED = 1, 2
@@ -225,9 +229,17 @@ def compute_masks(
     t, h, w = flow_store.num_frames, flow_store.height, flow_store.width
     if tuple(frames.shape) != (t, h, w, 3):
         raise ValueError(f"frames {frames.shape} do not match the flow store {flow_store.path} ({t}x{h}x{w})")
-    pairs = flow_store.pairs
-    window = max(abs(i - j) for i, j in pairs)
-    flow_store.check_window(window)
+    window = max(abs(i - j) for i, j in flow_store.pairs)
+    gaps = sorted({abs(i - j) for i, j in flow_store.pairs})
+    if not chain and len(gaps) < window:
+        raise InputError(
+            flow_store.path,
+            f"holds direct flows of gaps {gaps} only, and without chaining every gap 1..{window} needs one",
+            hint="set masks.chain: true, or flow.gaps: null",
+        )
+    flow_store.check_window(window if not chain else 1)  # chaining steps by gap 1 and chains the rest
+    pairs = window_pairs(t, window)
+    index = {p: k for k, p in enumerate(pairs)}
     centres = np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).astype(np.float32)
     feats = None if features is None else _Features(features, t, centres)
     params = {
@@ -247,6 +259,7 @@ def compute_masks(
         "pairs": [list(p) for p in pairs],
         "scale": SCALE,
         "window": window,
+        "direct_gaps": gaps,
         "masks": params,
     }
     by_source: dict[int, list[int]] = {}
@@ -262,6 +275,9 @@ def compute_masks(
         for i in tqdm(range(t), desc=f"masks {Path(out_dir).name}", **bar):
             for k in by_source.get(i, []):
                 j = pairs[k][1]
+                if (i, j) not in flow_store.index:
+                    mask[k] = 0
+                    continue
                 f = flow_store.get(i, j)
                 cycle, occluded = direct_masks(f, flow_store.get(j, i), abs(i - j), cycle_th)
                 if feats is not None and abs(i - j) >= APPEARANCE_MIN_GAP:
@@ -275,6 +291,7 @@ def compute_masks(
                     i,
                     frames,
                     flow_store,
+                    index,
                     mask,
                     flow_out,
                     feats,
@@ -294,9 +311,10 @@ def compute_masks(
 
 
 def _chain_source(
-    i, frames, store: FlowStore, mask, flow_out, feats, centres, window, app_th, rgb_th, confirm_th
+    i, frames, store: FlowStore, index, mask, flow_out, feats, centres, window, app_th, rgb_th, confirm_th
 ) -> None:
-    """Chained flows and masks of every pair (i, j) of the window, written in place (see module doc)."""
+    """Chained flows and masks of every pair (i, j) of the window (row ``index[(i, j)]`` of mask and
+    flow_out), written in place (see module doc). Pairs without a direct flow in ``store`` are chained only."""
     t, h, w = store.num_frames, store.height, store.width
     grid = centres - 0.5
     rgb_i = frames[i].astype(np.float32) / 255
@@ -308,7 +326,7 @@ def _chain_source(
             if not 0 <= j < t:
                 break
             pos = grid + acc  # index coordinates in frame prev
-            k_step = store.index[(prev, j)]
+            k_step = index[(prev, j)]
             step_reliable = _remap((mask[k_step] & RELIABLE).astype(np.float32), pos, outside=0.0) > 0.999
             acc = acc + _remap(store.get(prev, j), pos)
             target = grid + acc
@@ -317,7 +335,11 @@ def _chain_source(
             ok &= np.linalg.norm(rgb_j - rgb_i, axis=-1) < rgb_th
             if feats is not None:
                 ok = _appearance_ok(feats, i, j, target + 0.5, ok, app_th)
-            k = store.index[(i, j)]
+            k = index[(i, j)]
+            if (i, j) not in store.index:
+                flow_out[k] = encode(acc)
+                mask[k] = ok * RELIABLE
+                continue
             direct = mask[k]
             reliable, occluded = (direct & RELIABLE) > 0, (direct & OCCLUDED) > 0
             flow = store.get(i, j)

@@ -227,6 +227,7 @@ def raft_pair_flows(
     iters: int = 20,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Flow of every pair, yielded as (k, float32 [H, W, 2]) for pairs[k], in order of the pairs.
 
@@ -235,7 +236,14 @@ def raft_pair_flows(
     pair needs it, so memory stays bounded by the window for pairs sorted by source frame).
     Memory: the correlation volume takes (H/8 * W/8)^2 * 4 bytes per pair of a batch
     (4 MB at 256x256, 165 MB at 854x480).
+    precision: "fp32", or "bf16" to run the network under ``torch.autocast`` in bfloat16 (1.7x faster
+    on a CPU with AVX512-BF16, same accuracy against TAP-Vid points: BENCHMARKS.md §4; slower on CPUs
+    without native bfloat16).
     """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    device = torch.device(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     h, w = frames.shape[1:3]
     pairs = [tuple(map(int, p)) for p in pairs]
     last_use = {}
@@ -244,9 +252,10 @@ def raft_pair_flows(
     cache: dict[int, _Encoded] = {}
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
-        for f in sorted({f for p in batch for f in p} - set(cache)):
-            cache[f] = _Encoded(model, to_input(frames[f : f + 1]).to(device))
-        up = refine(model, [cache[i] for i, _ in batch], [cache[j] for _, j in batch], iters)
+        with autocast:
+            for f in sorted({f for p in batch for f in p} - set(cache)):
+                cache[f] = _Encoded(model, to_input(frames[f : f + 1]).to(device))
+            up = refine(model, [cache[i] for i, _ in batch], [cache[j] for _, j in batch], iters)
         flows = up[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
         for n, flow in enumerate(flows):
             yield start + n, flow

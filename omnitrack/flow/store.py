@@ -30,10 +30,14 @@ SCALE = 32
 LIMIT = np.iinfo(np.int16).max / SCALE
 
 
-def window_pairs(num_frames: int, window: int) -> list[tuple[int, int]]:
-    """All ordered pairs (i, j), 0 < |i - j| <= window, sorted by i then j."""
+def window_pairs(num_frames: int, window: int, gaps=None) -> list[tuple[int, int]]:
+    """All ordered pairs (i, j), 0 < |i - j| <= window (and |i - j| in ``gaps`` unless it is None),
+    sorted by i then j."""
     return [
-        (i, j) for i in range(num_frames) for j in range(max(0, i - window), min(num_frames, i + window + 1)) if j != i
+        (i, j)
+        for i in range(num_frames)
+        for j in range(max(0, i - window), min(num_frames, i + window + 1))
+        if j != i and (gaps is None or abs(i - j) in gaps)
     ]
 
 
