@@ -167,8 +167,8 @@ def test_nan_loss_stops_naming_step_and_term(video12, tmp_path, monkeypatch):
     _, inputs, _ = video12
     real = fit_module.flow_losses
 
-    def poisoned(scene, prep, batch, step, cfg):
-        terms = real(scene, prep, batch, step, cfg)
+    def poisoned(scene, batch, mapped, step, cfg):
+        terms = real(scene, batch, mapped, step, cfg)
         if step == 7:
             terms["depth_pred"] = terms["depth_pred"] * float("nan")
         return terms
@@ -261,3 +261,44 @@ def test_chained_flow_matches_feed_the_match_loss(video12, caplog):
     count = next(int(m.split(":")[1].split()[0]) for m in caplog.messages if m.startswith("chained-flow matches:"))
     assert count > 0
     assert all("match" in row for row in tracker.history)  # without any matches there is no match term
+
+
+def test_flow_and_match_points_mapped_in_one_pass_as_apart(video12):
+    """map_batches (one deformer pass for batches of different point counts) gives each batch what
+    mapping it alone gives, values and gradients."""
+    from omnitrack.model.losses import map_batches
+    from omnitrack.model.training import _build, _initial_depth
+
+    _, inputs, _ = video12
+    cfg = small_config()
+    trainer = _build(
+        inputs["frames"],
+        cfg,
+        inputs["masks_dir"],
+        None,
+        _initial_depth(inputs["frames"], cfg, inputs["masks_dir"], None),
+    )
+    scene, gen = trainer.scene.double(), torch.Generator().manual_seed(0)
+    batches = [
+        {
+            "fi": torch.tensor(fi),
+            "fj": torch.tensor(fj),
+            "p1": torch.rand(len(fi), q, 2, generator=gen, dtype=torch.float64) * 48,
+        }
+        for fi, fj, q in (([0, 3, 11], [5, 2, 0], 7), ([4, 4], [9, 1], 2))
+    ]
+
+    def run(groups):
+        scene.zero_grad()
+        out = [m for g in groups for m in map_batches(scene, scene.deformer.prepare(), g)]
+        sum((x2 * 1.3 + y2 * 0.7 + z2).sum() for _, x2, y2, z2 in out).backward()
+        return out, [p.grad.clone() for p in scene.parameters() if p.grad is not None]
+
+    together, grads = run([batches])
+    apart, grads_apart = run([[b] for b in batches])
+    for t, a in zip(together, apart):
+        assert t[1].shape == a[1].shape
+        for u, v in zip(t[1:], a[1:]):
+            torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10)
+    for g, h in zip(grads, grads_apart):
+        torch.testing.assert_close(g, h, rtol=1e-9, atol=1e-10)

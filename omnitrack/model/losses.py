@@ -41,11 +41,27 @@ def _mean(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
     return (x * w).sum() / w.sum().clamp_min(1.0)
 
 
-def _map(scene: Scene, prep: Prepared, fi, fj, p1):
-    cells1 = scene.depth.cells(fi, p1[..., 0], p1[..., 1])
-    d1 = scene.depth.lookup(cells1)
-    x2, y2, z2 = scene.correspond(prep, fi, fj, p1[..., 0], p1[..., 1], d1)
-    return cells1, x2, y2, z2
+def map_batches(scene: Scene, prep: Prepared, batches: list[dict]) -> list[tuple]:
+    """Map the points p1 [B, Q, 2] of frames fi [B] of each batch to its frames fj [B], all batches
+    in one pass of the deformer -> per batch (cells1: p1's depth cells, x2, y2, z2 [B, Q]).
+
+    One pass for the flow and the match points: a coupling layer's cost is largely fixed per call,
+    so mapping the 16 x 32 match points apart cost ~20 % of a CPU step (BENCHMARKS.md §2).
+    """
+    cells = [scene.depth.cells(b["fi"], b["p1"][..., 0], b["p1"][..., 1]) for b in batches]
+    depth = [scene.depth.lookup(c) for c in cells]
+    sizes = [b["p1"].shape[0] * b["p1"].shape[1] for b in batches]
+
+    def flat(parts):  # [B, Q] each -> [sum B*Q, 1]: one "pair" per point
+        return torch.cat([p.reshape(-1, 1) for p in parts])
+
+    x, y = flat([b["p1"][..., 0] for b in batches]), flat([b["p1"][..., 1] for b in batches])
+    fi, fj = ([b[k].repeat_interleave(b["p1"].shape[1]) for b in batches] for k in ("fi", "fj"))
+    mapped = scene.correspond(prep, torch.cat(fi), torch.cat(fj), x, y, flat(depth))
+    out = []
+    for n, (c, b) in enumerate(zip(cells, batches)):
+        out.append((c, *(t.split(sizes)[n].view(b["p1"].shape[:2]) for t in mapped)))
+    return out
 
 
 def _depth_grad(scene: Scene, cells) -> torch.Tensor:
@@ -53,14 +69,15 @@ def _depth_grad(scene: Scene, cells) -> torch.Tensor:
     return torch.linalg.vector_norm(scene.depth.gradient(cells, initial=True) - scene.depth.gradient(cells), dim=-1)
 
 
-def flow_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict) -> dict[str, torch.Tensor]:
-    """batch: fi, fj [B] long; p1, p2 [B, Q, 2]; occluded [B, Q] bool; weight [B].
+def flow_losses(scene: Scene, batch: dict, mapped: tuple, step: int, cfg: dict) -> dict[str, torch.Tensor]:
+    """batch: fi, fj [B] long; p1, p2 [B, Q, 2]; occluded [B, Q] bool; weight [B]; mapped: its
+    entry of :func:`map_batches`.
 
     Also sets batch["point_error"] [B, Q]: each point's (|dx| + |dy|) / 2 (detached), which the
     trainer feeds back to the sampler's error map.
     """
-    fi, fj, p1, p2 = batch["fi"], batch["fj"], batch["p1"], batch["p2"]
-    cells1, x2, y2, z2 = _map(scene, prep, fi, fj, p1)
+    fi, fj, p2 = batch["fi"], batch["fj"], batch["p2"]
+    cells1, x2, y2, z2 = mapped
     pred = torch.stack([x2, y2], -1)
     inside = (scene.camera.inside(x2, y2) & (z2.abs() >= cfg["min_depth"])).detach()
     m = inside.to(pred.dtype)
@@ -90,13 +107,12 @@ def flow_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict)
     return out
 
 
-def match_losses(scene: Scene, prep: Prepared, batch: dict, step: int, cfg: dict) -> dict[str, torch.Tensor]:
-    """batch: fi, fj [B] long; p1, p2 [B, Q, 2]."""
+def match_losses(scene: Scene, batch: dict, mapped: tuple, step: int, cfg: dict) -> dict[str, torch.Tensor]:
+    """batch: fi, fj [B] long; p1, p2 [B, Q, 2]; mapped: its entry of :func:`map_batches`. The
+    caller skips it (and the mapping) when ``match_weight`` is 0."""
     lam = match_weight(step, cfg)
-    if lam == 0:
-        return {}
-    fi, fj, p1, p2 = batch["fi"], batch["fj"], batch["p1"], batch["p2"]
-    cells1, x2, y2, z2 = _map(scene, prep, fi, fj, p1)
+    fj, p2 = batch["fj"], batch["p2"]
+    cells1, x2, y2, z2 = mapped
     diff = (torch.stack([x2, y2], -1) - p2).abs()
     keep = None
     if step >= cfg["match_inlier_step"]:

@@ -26,7 +26,7 @@ from omnitrack.model.checkpoint import check_identity, partial_path, read_checkp
 from omnitrack.model.config import device_of, resolve, same_training
 from omnitrack.model.depth import map_size, resize_area
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
-from omnitrack.model.losses import flow_losses, match_losses
+from omnitrack.model.losses import flow_losses, map_batches, match_losses, match_weight
 from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.scene import Scene
@@ -121,15 +121,18 @@ class Trainer:
             self.flows.error[...] = ck["error_map"]
 
     def losses(self, step: int) -> dict[str, torch.Tensor]:
-        prep = self.scene.deformer.prepare()
         batch = self.flows.sample(step, self.rng)
-        flow = _to_torch(batch, self.device)
-        terms = flow_losses(self.scene, prep, flow, step, self.cfg)
-        if self.flows.error is not None:
-            self.flows.update(batch.fi, batch.p1, flow["point_error"].cpu().numpy())
+        batches = [_to_torch(batch, self.device)]
         if self.matches is not None:
             match = _to_torch(self.matches.sample(self.rng), self.device)
-            terms.update(match_losses(self.scene, prep, match, step, self.cfg))
+            if match_weight(step, self.cfg) > 0:
+                batches.append(match)
+        mapped = map_batches(self.scene, self.scene.deformer.prepare(), batches)
+        terms = flow_losses(self.scene, batches[0], mapped[0], step, self.cfg)
+        if self.flows.error is not None:
+            self.flows.update(batch.fi, batch.p1, batches[0]["point_error"].cpu().numpy())
+        if len(batches) > 1:
+            terms.update(match_losses(self.scene, batches[1], mapped[1], step, self.cfg))
         return terms
 
     def one_step(self) -> dict[str, float]:
