@@ -110,3 +110,19 @@ def test_missing_tapvid_pickle_is_named(tmp_path):
     out = snakemake(work, check=False)
     assert out.returncode != 0
     assert "nowhere/davis.pkl" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"flow": {"gaps": [2, 4]}}, "config: flow.gaps must include 1 (got [2, 4]): chaining steps by gap 1"),
+        (
+            {"flow": {"gaps": [1, 4]}, "masks": {"chain": False}},
+            "config: flow.gaps needs masks.chain: true (the masks stage chains the gaps not computed)",
+        ),
+    ],
+)
+def test_flow_gaps_that_cannot_be_chained_fail_before_anything_runs(tmp_path, override, message):
+    work = make_workdir(tmp_path, {**TINY, **override})
+    out = snakemake(work, "-n", check=False)
+    assert out.returncode != 0 and message in out.stdout + out.stderr

@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="RAFT checkpoint (original format) or 'torchvision'")
     ap.add_argument("--small", action="store_true", help="the checkpoint is RAFT-small")
     ap.add_argument("--iters", type=int, default=12)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="RAFT under bfloat16 autocast")
     ap.add_argument("--max-gap", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch / OpenCV threads (0: default)")
     args = ap.parse_args(argv)
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
         model = load_raft(args.weights, small=args.small)
 
         def flows(frames, pairs):
-            return dict(raft_pair_flows(model, frames, pairs, iters=args.iters, batch_size=4))
+            return dict(raft_pair_flows(model, frames, pairs, iters=args.iters, batch_size=4, precision=args.precision))
     else:
         from omnitrack.flow.dis import dis_flow, make_dis
 
@@ -89,7 +90,9 @@ def main(argv=None) -> int:
         if any(a <= g <= b for g in err)
     )
     setting = f"{args.method}" + (
-        f" ({'small' if args.small else 'large'}, {args.iters} iters)" if args.method == "raft" else ""
+        f" ({'small' if args.small else 'large'}, {args.iters} iters, {args.precision})"
+        if args.method == "raft"
+        else ""
     )
     print(
         f"{setting}: {len(videos)} videos, {count} pairs, {seconds / count:.3f} s/pair; EPE {every.mean():.2f} px, "
