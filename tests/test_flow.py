@@ -168,3 +168,12 @@ def test_store_of_some_gaps_only(tmp_path):
     assert FlowStore(tmp_path / "all").meta["gaps"] == [1, 2]
     with pytest.raises(ValueError, match=r"flow gaps must be positive and include 1 .*got \[2, 4\]"):
         compute_flows(frames, tmp_path / "bad", "dis", window=4, progress=False, gaps=[2, 4])
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_is_flagged(tmp_path):
+    from omnitrack.flow.compute import cpu_has_bf16
+
+    (tmp_path / "old").write_text("flags\t\t: fpu sse2 avx2 avx512f\n")
+    (tmp_path / "new").write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert not cpu_has_bf16(tmp_path / "old") and cpu_has_bf16(tmp_path / "new")
+    assert cpu_has_bf16(tmp_path / "missing")

@@ -82,6 +82,16 @@ def compute_flows(
             writer.put(k, flow)
 
 
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Does the CPU compute bfloat16 natively (Linux cpuinfo flags avx512_bf16 or amx_bf16)? True
+    where it cannot be told (no such file), so that nothing warns on other systems."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _raft_flows(frames, pairs, cfg: dict, device: str):
     import torch
 
@@ -92,6 +102,12 @@ def _raft_flows(frames, pairs, cfg: dict, device: str):
             "config: flow.raft.weights",
             "RAFT needs a checkpoint",
             "set it to the path of raft-sintel.pth / raft-things.pth or to 'torchvision'",
+        )
+    if cfg["precision"] == "bf16" and device == "cpu" and not cpu_has_bf16():
+        warnings.warn(
+            "flow.raft.precision is bf16 but this CPU has no native bfloat16 (avx512_bf16 / amx_bf16): "
+            "RAFT will be slower than in fp32; set flow.raft.precision: fp32",
+            stacklevel=2,
         )
     weights = cfg["weights"] if str(cfg["weights"]) == "torchvision" else Path(cfg["weights"]).resolve()
     model = load_raft(weights, small=bool(cfg["small"]), device=device)
