@@ -372,19 +372,11 @@ def track_nvp(
 def evaluate(prediction_path, truth_path, video: str, mode: str, out_path) -> dict:
     """:func:`score` of one prediction file against the video's source record ``truth_path``, written to
     ``out_path`` as strict JSON (undefined metrics, e.g. of a mode without queries, are null)."""
-    from omnitrack.queries import benchmark_queries
+    from omnitrack.queries import prediction_truth
 
     pred = load_prediction(prediction_path)
     width, height = (int(v) for v in pred["size"])
-    truth = benchmark_queries(truth_path, mode, width, height)
-    queries = truth[0]
-    if pred["query_points"].shape != queries.shape or not np.allclose(pred["query_points"], queries, atol=1e-3):
-        raise InputError(
-            prediction_path,
-            f"was made for other query points than the {mode} queries of "
-            f"{video} ({pred['query_points'].shape} vs {queries.shape})",
-            hint="rerun its track rule",
-        )
+    truth = prediction_truth(pred, prediction_path, truth_path, mode)
     result = score(pred["tracks"], pred["occluded"], truth, mode, width, height)
     write_json(out_path, result)
     if result["num_queries"] == 0:

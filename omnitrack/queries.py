@@ -29,6 +29,22 @@ def benchmark_queries(source_path: str | Path, mode: str, width: int, height: in
     return sample_queries(tracks, occluded, mode)
 
 
+def prediction_truth(pred: dict, prediction_path: str | Path, source_path: str | Path, mode: str):
+    """:func:`benchmark_queries` of ``mode`` at the size of prediction ``pred`` (as ``load_prediction``
+    returns it), checked to be the queries the prediction was made for (InputError naming it if not)."""
+    width, height = (int(v) for v in pred["size"])
+    truth = benchmark_queries(source_path, mode, width, height)
+    queries = truth[0]
+    if pred["query_points"].shape != queries.shape or not np.allclose(pred["query_points"], queries, atol=1e-3):
+        raise InputError(
+            prediction_path,
+            f"was made for other query points than the {mode} queries of {source_path} "
+            f"({pred['query_points'].shape[0]} vs {queries.shape[0]} points)",
+            hint="rerun its track rule",
+        )
+    return truth
+
+
 def grid_points(width: int, height: int, frame: int, spacing: int) -> np.ndarray:
     """Pixel centres of a regular grid of ``spacing`` px on ``frame`` -> float32 [Q, 3] (t, y, x); may be empty."""
     ys = np.arange(spacing / 2, height, spacing, dtype=np.float32)

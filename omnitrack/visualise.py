@@ -355,7 +355,7 @@ def visualise_prediction(
     """
     from omnitrack.data.frames import load_frames
     from omnitrack.prediction import load_prediction
-    from omnitrack.queries import benchmark_queries
+    from omnitrack.queries import prediction_truth
 
     frames, meta = load_frames(frames_path)
     pred = load_prediction(prediction_path)
@@ -369,13 +369,7 @@ def visualise_prediction(
         )
     gt = None
     if source_path is not None:
-        queries, gt_tracks, gt_occluded = benchmark_queries(source_path, mode, width, height)
-        if queries.shape != pred["query_points"].shape or not np.allclose(queries, pred["query_points"], atol=1e-3):
-            raise InputError(
-                prediction_path,
-                f"was made for other query points than the {mode} queries of {source_path}",
-                hint="rerun its track rule",
-            )
+        _, gt_tracks, gt_occluded = prediction_truth(pred, prediction_path, source_path, mode)
         gt = (gt_tracks, gt_occluded)
     info = render_tracks(
         frames,

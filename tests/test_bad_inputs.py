@@ -420,3 +420,34 @@ def test_source_records_keep_their_mtime_when_unchanged(tmp_path):
     shutil.rmtree(videos / "a.b")
     assert pipeline.prepare_dataset("mine", spec, videos, tmp_path / "mine" / "manifest.json")["videos"] == ["c"]
     assert rec.stat().st_mtime_ns == 1
+
+
+def test_prediction_for_other_queries_is_not_scored_nor_drawn_against_the_truth(tmp_path):
+    """evaluate and visualise compare a prediction with the ground truth of the queries it was made for;
+    one made for other queries (e.g. an older sampling) is an error naming it, and nothing is written."""
+    from omnitrack.queries import benchmark_queries
+    from omnitrack.visualise import visualise_prediction
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0.1, 0.9, (3, 6, 2)).astype(np.float32)
+    source = tmp_path / "source.npz"
+    video = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    save_npz(source, video=video, points=points, occluded=np.zeros((3, 6), bool))
+    save_frames(
+        tmp_path / "frames.npz",
+        video,
+        {"video": "v", "source": "t", "fps": 10, "source_size": [32, 32], "has_gt": True},
+    )
+    queries, tracks, occluded = benchmark_queries(source, "first", 32, 32)
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    save_prediction(good, queries, tracks, occluded, 32, 32)
+    save_prediction(bad, queries[:2], tracks[:2], occluded[:2], 32, 32)
+    assert pipeline.evaluate(good, source, "v", "first", tmp_path / "good.json")["average_jaccard"] == 1.0
+    message = rf"bad\.npz: was made for other query points than the first queries of .*source\.npz \(2 vs 3 points\)"
+    with pytest.raises(InputError, match=message):
+        pipeline.evaluate(bad, source, "v", "first", tmp_path / "bad.json")
+    with pytest.raises(InputError, match=message):
+        visualise_prediction(
+            tmp_path / "frames.npz", bad, tmp_path / "bad.mp4", tmp_path / "bad.png", {}, source, "first"
+        )
+    assert not list(tmp_path.glob("bad.*[!z]"))
