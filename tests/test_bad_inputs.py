@@ -443,7 +443,7 @@ def test_prediction_for_other_queries_is_not_scored_nor_drawn_against_the_truth(
     save_prediction(good, queries, tracks, occluded, 32, 32)
     save_prediction(bad, queries[:2], tracks[:2], occluded[:2], 32, 32)
     assert pipeline.evaluate(good, source, "v", "first", tmp_path / "good.json")["average_jaccard"] == 1.0
-    message = rf"bad\.npz: was made for other query points than the first queries of .*source\.npz \(2 vs 3 points\)"
+    message = r"bad\.npz: was made for other query points than the first queries of .*source\.npz \(2 vs 3 points\)"
     with pytest.raises(InputError, match=message):
         pipeline.evaluate(bad, source, "v", "first", tmp_path / "bad.json")
     with pytest.raises(InputError, match=message):
