@@ -156,9 +156,9 @@ def test_descriptor_cosine_matches_a_direct_bilinear_computation():
     rng = np.random.default_rng(0)
     desc = rng.normal(size=(2, 4, 5, 6)).astype(np.float32)  # 2 frames of 4 x 5 cells, 8 px each: 40 x 32 px
     ys, xs = np.meshgrid(np.arange(32) + 0.5, np.arange(40) + 0.5, indexing="ij")
-    flat = rng.choice(32 * 40, 200, replace=False)
+    flat = rng.integers(0, 32 * 40, 40_000)  # more points than one chunk of the interpolating path
     xy_i = np.stack([flat % 40 + 0.5, flat // 40 + 0.5], 1)
-    xy_j = rng.uniform([-3, -3], [43, 35], size=(200, 2))  # some off the image: border replicated
+    xy_j = rng.uniform([-3, -3], [43, 35], size=(40_000, 2))  # some off the image: border replicated
     a, b = bilinear(desc[0], xy_i / 8), bilinear(desc[1], xy_j / 8)
     expected = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     a, b = bilinear(desc[1], xy_i / 8), bilinear(desc[0], xy_j / 8)
@@ -220,24 +220,24 @@ def test_chain_agreeing_with_the_direct_flow_keeps_the_direct_flow(tmp_path):
 
 def test_gaps_without_direct_flow_are_chained(tmp_path):
     """A store with direct flows of gaps 1 and 3 only (flow.gaps): the masks directory still has every
-    pair of the window; gap 2 is the chain of the exact consecutive flows (reliable off the square's
+    pair of the window; gaps 2 and 4 are the chain of the exact consecutive flows (reliable off the square's
     occlusions), gap 3 is checked against its direct flow as usual. Without chaining it is an error."""
-    t_frames, window = 5, 3
+    t_frames, window = 5, 4
     frames, _ = square_scene(t_frames)
-    pairs = window_pairs(t_frames, window, gaps={1, 3})
+    pairs = window_pairs(t_frames, window, gaps={1, 3})  # no direct flow of gaps 2 and 4
     flows = {(i, j): np.where(square_at(i)[..., None], SQ_STEP * (j - i), BG_STEP).astype(np.float32) for i, j in pairs}
     store = write_store(tmp_path / "flow", flows, t_frames, H, W, meta={"method": "exact", "window": window})
     assert (0, 2) not in store.index
     compute_masks(frames, store, tmp_path / "m", chain=True, progress=False)
     out, mask, counts = load_masks(tmp_path / "m")
     assert out.pairs == window_pairs(t_frames, window) and out.meta["direct_gaps"] == [1, 3]
-    for i, j in [(0, 2), (2, 0), (1, 3), (0, 3)]:
+    for i, j in [(0, 2), (2, 0), (1, 3), (0, 3), (0, 4)]:
         truth = np.where(square_at(i)[..., None], SQ_STEP * (j - i), BG_STEP)
         reliable = mask[out.index[(i, j)]] == RELIABLE
         assert reliable.mean() > 0.8, (i, j)
         np.testing.assert_allclose(out.get(i, j)[reliable], truth[reliable], atol=0.05)
     assert not (mask[out.index[(0, 2)]] & OCCLUDED).any()  # the occlusion test needs a direct flow
-    np.testing.assert_array_equal(counts[0], (mask[[out.index[(0, j)] for j in (1, 2, 3)]] != 0).sum(0))
+    np.testing.assert_array_equal(counts[0], (mask[[out.index[(0, j)] for j in (1, 2, 3, 4)]] != 0).sum(0))
     with pytest.raises(InputError, match=r"flow: holds direct flows of gaps \[1, 3\] only, and without chaining"):
         compute_masks(frames, store, tmp_path / "plain", chain=False, progress=False)
     assert not (tmp_path / "plain").exists()

@@ -139,10 +139,13 @@ class _Features:
         """[N]: dot products of frame i's samples (cells idx_a, weights w_a) with frame j's (idx_b, w_b)."""
         import torch
 
-        if not self._gram_max:
-            a = (self.desc[i][idx_a] * w_a[..., None]).sum(1)
-            b = (self.desc[j][idx_b] * w_b[..., None]).sum(1)
-            return (a * b).sum(1)
+        if not self._gram_max:  # interpolate, in chunks that keep the [n, 4, C] gathers small
+            out = torch.empty(len(idx_a))
+            for s in range(0, len(idx_a), 16384):
+                a = (self.desc[i][idx_a[s : s + 16384]] * w_a[s : s + 16384, :, None]).sum(1)
+                b = (self.desc[j][idx_b[s : s + 16384]] * w_b[s : s + 16384, :, None]).sum(1)
+                out[s : s + 16384] = (a * b).sum(1)
+            return out
         key = (i, j)
         if key not in self._gram:
             if len(self._gram) >= self._gram_max:
@@ -229,8 +232,8 @@ def compute_masks(
     t, h, w = flow_store.num_frames, flow_store.height, flow_store.width
     if tuple(frames.shape) != (t, h, w, 3):
         raise ValueError(f"frames {frames.shape} do not match the flow store {flow_store.path} ({t}x{h}x{w})")
-    window = max(abs(i - j) for i, j in flow_store.pairs)
     gaps = sorted({abs(i - j) for i, j in flow_store.pairs})
+    window = max(gaps[-1], int(flow_store.meta.get("window", 0)))  # the flow stage's window, whatever its gaps
     if not chain and len(gaps) < window:
         raise InputError(
             flow_store.path,
