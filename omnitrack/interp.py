@@ -16,15 +16,7 @@ def bilinear(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
     Points outside the image are clamped to the border pixels (replicate padding).
     """
-    h, w = arr.shape[:2]
-    x = np.clip(np.asarray(xy[:, 0], np.float64) - 0.5, 0, w - 1)
-    y = np.clip(np.asarray(xy[:, 1], np.float64) - 0.5, 0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2 if h > 1 else 0)
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    fx = (x - x0).astype(np.float32)
-    fy = (y - y0).astype(np.float32)
+    (y0, x0, y1, x1), (fx, fy) = bilinear_corners(xy, *arr.shape[:2])
     if arr.ndim == 3:
         fx, fy = fx[:, None], fy[:, None]
 
@@ -34,6 +26,19 @@ def bilinear(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:
     top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
     bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
     return top * (1 - fy) + bottom * fy
+
+
+def bilinear_corners(xy: np.ndarray, h: int, w: int):
+    """The 4 pixels and the fractions of bilinear sampling of an [h, w] array at points ``xy`` [N, 2]
+    (border replicated) -> (y0, x0, y1, x1) int64 [N] and (fx, fy) float32 [N]: the sample is
+    (a[y0, x0] (1 - fx) + a[y0, x1] fx) (1 - fy) + (a[y1, x0] (1 - fx) + a[y1, x1] fx) fy."""
+    x = np.clip(np.asarray(xy[:, 0], np.float64) - 0.5, 0, w - 1)
+    y = np.clip(np.asarray(xy[:, 1], np.float64) - 0.5, 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2 if h > 1 else 0)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    return (y0, x0, y1, x1), ((x - x0).astype(np.float32), (y - y0).astype(np.float32))
 
 
 def nearest(arr: np.ndarray, xy: np.ndarray) -> np.ndarray:

@@ -15,30 +15,16 @@ import torch
 
 from omnitrack.data.frames import save_frames
 from omnitrack.errors import InputError
-from omnitrack.model import Tracker, TrainingError, default_config, fit, fit_video, predict
+from omnitrack.model import Tracker, TrainingError, fit, fit_video, predict
 from omnitrack.model.checkpoint import partial_path, read_checkpoint
 from omnitrack.model.synthetic import make_video, write_inputs
-from tests.shared import REPO
+from tests.shared import REPO, tiny_nvp_config
 
 STEPS_SMALL_OBJECT = 300
 
 
 def small_config(**kw):
-    cfg = default_config("cpu")
-    cfg.update(
-        num_pairs=4,
-        num_points=128,
-        match_pairs=4,
-        match_points=16,
-        progress=False,
-        plane_res=[8, 32],
-        feature_dim=16,
-        hidden=[32, 16],
-        device="cpu",
-        threads=1,
-    )
-    cfg.update(kw)
-    return cfg
+    return tiny_nvp_config(**{"num_points": 128, "match_pairs": 4, "match_points": 16, **kw})
 
 
 @pytest.fixture(scope="module")

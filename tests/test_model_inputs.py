@@ -17,22 +17,11 @@ from omnitrack.model.geometry import Camera, scene_bound
 from omnitrack.model.inputs import load_masks
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.synthetic import make_video, write_inputs
+from tests.shared import tiny_nvp_config
 
 
 def cfg(**kw):
-    c = default_config("cpu")
-    c.update(
-        num_pairs=4,
-        num_points=64,
-        progress=False,
-        plane_res=[8, 32],
-        feature_dim=16,
-        hidden=[32, 16],
-        threads=1,
-        steps=3,
-    )
-    c.update(kw)
-    return c
+    return tiny_nvp_config(**{"num_points": 64, "steps": 3, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,7 @@ import numpy as np
 
 from omnitrack.errors import CacheError, InputError
 from omnitrack.flow.store import SCALE, FlowStore, encode, window_pairs
+from omnitrack.interp import bilinear_corners
 from omnitrack.io import NpyRows, atomic_path, open_npy, write_json
 
 RELIABLE, OCCLUDED = 1, 2
@@ -112,25 +113,23 @@ class _Features:
         self._gram_max = 8 if cells * cells * 4 <= gram_bytes else 0  # Gram matrices kept; 0: none made
         self._gram: dict[tuple[int, int], object] = {}
         # dot products within each cell's 2x2 block (the cells a sample whose first corner it is mixes)
-        cell_centres = np.stack(np.meshgrid(np.arange(self.grid[1]) + 0.5, np.arange(self.grid[0]) + 0.5), -1)
-        block, _ = self._corners((cell_centres * cell).reshape(-1, 2))
+        row, col = np.divmod(np.arange(cells), self.grid[1])
+        right, down = (col < self.grid[1] - 1).astype(np.int64), (row < self.grid[0] - 1) * self.grid[1]
+        block = torch.from_numpy(
+            np.stack([np.zeros_like(row), right, down, down + right], 1) + np.arange(cells)[:, None]
+        )
         self._block_gram = torch.stack(
             [torch.einsum("mac,mbc->mab", d[block], d[block]).reshape(cells, 16) for d in self.desc]
         )
         self._source = (None, None)  # frame, norms of its descriptors at all pixel centres [H*W]
 
     def _corners(self, xy: np.ndarray):
-        """Cells and bilinear weights of points xy [N, 2] (pixels) -> (int64 [N, 4], float32 [N, 4]),
-        as ``grid_sample(..., padding_mode="border", align_corners=False)`` weighs them."""
+        """Cells (row-major, the first the 2x2 block's top-left) and bilinear weights of points xy [N, 2]
+        (pixels; border replicated, as ``omnitrack.interp.bilinear``) -> (int64 [N, 4], float32 [N, 4])."""
         import torch
 
-        h, w = self.grid
-        u = np.clip(xy[:, 0] / self.cell[0] - 0.5, 0, w - 1)
-        v = np.clip(xy[:, 1] / self.cell[1] - 0.5, 0, h - 1)
-        x0, y0 = np.floor(u), np.floor(v)
-        fx, fy = u - x0, v - y0
-        x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-        x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+        w = self.grid[1]
+        (y0, x0, y1, x1), (fx, fy) = bilinear_corners(xy / self.cell, *self.grid)
         idx = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
         wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], 1).astype(np.float32)
         return torch.from_numpy(idx), torch.from_numpy(wts)
