@@ -177,3 +177,13 @@ def test_bf16_on_a_cpu_without_native_bfloat16_is_flagged(tmp_path):
     (tmp_path / "new").write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
     assert not cpu_has_bf16(tmp_path / "old") and cpu_has_bf16(tmp_path / "new")
     assert cpu_has_bf16(tmp_path / "missing")
+
+
+def test_bf16_raft_on_such_a_cpu_warns(tmp_path, small_weights, monkeypatch):
+    import omnitrack.flow.compute as compute
+
+    monkeypatch.setattr(compute, "cpu_has_bf16", lambda: False)
+    frames = np.stack([moving_texture(64, (1.0 * t, 0.0), seed=3) for t in range(2)])
+    raft = {"weights": small_weights, "small": True, "iters": 2, "precision": "bf16"}
+    with pytest.warns(UserWarning, match="no native bfloat16 .*set flow.raft.precision: fp32"):
+        compute.compute_flows(frames, tmp_path / "vid", "raft", window=1, device="cpu", progress=False, raft=raft)
