@@ -116,8 +116,8 @@ def bench_deformer(args) -> float:
 
     def upstream_step():
         d = ref_depth.lookup(ref_depth.cells(fi, x, y))
-        canon = ref(torch.stack(scene.lift(x, y, d), -1), fi)
-        x2, y2, _ = scene.unlift(ref.inverse(canon, fj).unbind(-1))
+        canon = ref(torch.stack(scene.lift(x, y, d, fi), -1), fi)
+        x2, y2, _ = scene.unlift(ref.inverse(canon, fj).unbind(-1), fj)
         update(ref_opt, x2, y2)
 
     times = _time_side_by_side({"ours": step, "upstream": upstream_step}, args.warmup, args.steps)

@@ -97,12 +97,22 @@ def test_refit_tool_reproduces_the_workflow_nvp_rows(cows_run, tmp_path, capsys)
                 json.dumps({"preset": "cpu", "steps": 30, "device": "cpu"}),
                 "--out",
                 str(out),
+                "--models",
+                str(tmp_path / "models"),
             ]
         )
         == 0
     )
     record = json.loads(out.read_text())
     assert record["video"] == "cows"
+    # the kept model is the refit's, which equals the workflow's: it reproduces the workflow's tracks
+    from omnitrack.model import Tracker
+    from omnitrack.prediction import load_prediction
+
+    pred = load_prediction(work / "results/davis32/predictions/nvp/cows.strided.npz")
+    tracks, occluded = Tracker.load(tmp_path / "models" / "cows.pt").track(pred["query_points"])
+    np.testing.assert_array_equal(tracks, pred["tracks"])
+    np.testing.assert_array_equal(occluded, pred["occluded"])
     for mode in ("strided", "first"):
         for method in ("nvp", "chain"):
             stored = json.loads((work / f"results/davis32/metrics/{method}/cows.{mode}.json").read_text())

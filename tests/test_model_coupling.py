@@ -97,6 +97,17 @@ def test_each_axis_transformed_twice():
     assert sorted(d.axes.tolist()) == [0, 0, 1, 1, 2, 2]
 
 
+def test_no_two_consecutive_layers_transform_one_axis():
+    """Such a pair would be one monotone map of that axis (same kept coordinates): a lost layer. Seed 1's
+    permutations were [1, 2, 0] then [0, 1, 2]; upstream's seed 1234 keeps its [0, 2, 1, 0, 2, 1]."""
+    assert Deformer(24, seed=1234).axes.tolist() == [0, 2, 1, 0, 2, 1]
+    assert Deformer(24, seed=1).axes.tolist() == [1, 2, 0, 1, 2, 0]
+    for seed in range(40):
+        axes = Deformer(24, n_layers=9, seed=seed).axes.tolist()
+        assert all(a != b for a, b in zip(axes, axes[1:])), (seed, axes)
+        assert sorted(axes) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
 def test_correspondence_i_to_i_is_identity_and_frames_differ():
     d = random_deformer()
     g = torch.Generator().manual_seed(9)

@@ -13,8 +13,10 @@ departing from the dominant motion nearer; used only when ``fit`` gets no depth 
 depth stage gives the same start as ``depth.method: motion``) and ``error_sampling`` (sampling.py:
 pixels drawn more often where the recent flow error is high); tests/test_model_fit.py's small-square
 case needs both. A third, ``chain_match_stride`` (0 = off), adds long-term matches from chained flow
-(flow/chaining.py) to the feature matches. What each does on the synthetic set and on TAP-Vid DAVIS,
-and why the presets leave them off: BENCHMARKS.md §1 and §5.
+(flow/chaining.py) to the feature matches. A fourth, ``frame_shift`` (shift.py), lifts each frame's
+pixels shifted by the frame's dominant motion, so a panning camera is not left to the couplings. What
+each does on the synthetic set and on TAP-Vid DAVIS, and why the presets leave them off: BENCHMARKS.md
+§1 and §5.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ PAPER = {
     "motion_init_sep": 0.0,
     "motion_init_thresh": 1.0,  # px per frame of gap: flow farther than this from the homography is independent
     "motion_init_samples": 2000,  # reliable pixels per RANSAC fit
+    # lift each frame's pixels shifted by its dominant motion (shift.py; not upstream, which lifts them
+    # as they are): a panning camera leaves the deformation only the residual motion
+    "frame_shift": False,
     "bound_shrink": 0.8,
     "bound_floor": 0.25,
     # a tracked point is occluded where the frame's depth is nearer by more than this, in the fit's depth

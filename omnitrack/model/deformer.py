@@ -43,8 +43,21 @@ class Prepared:
 
 
 def coupling_axes(n_layers: int, generator: torch.Generator) -> list[int]:
-    perms = [torch.randperm(3, generator=generator).tolist() for _ in range(math.ceil(n_layers / 3))]
-    return [a for p in perms for a in p][:n_layers]
+    """The axis each layer transforms: random permutations of (0, 1, 2) concatenated (upstream's rule),
+    each rotated by one where it would start with the axis the previous one ended with.
+
+    Two consecutive layers on one axis see the same two kept coordinates, so together they are one
+    monotone map of that axis: the stack would have a layer fewer. Upstream draws its permutations
+    once with seed 1234, which gives no such repeat ([0, 2, 1, 0, 2, 1], unchanged here); a third of
+    the other seeds would.
+    """
+    axes: list[int] = []
+    for _ in range(math.ceil(n_layers / 3)):
+        p = torch.randperm(3, generator=generator).tolist()
+        if axes and p[0] == axes[-1]:
+            p = p[1:] + p[:1]
+        axes += p
+    return axes[:n_layers]
 
 
 def _uniform(shape, fan_in: int, generator: torch.Generator) -> torch.Tensor:

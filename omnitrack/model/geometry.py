@@ -31,19 +31,25 @@ class Camera:
         return (x >= 0) & (x <= self.width) & (y >= 0) & (y <= self.height)
 
 
-def scene_bound(camera: Camera, depth: torch.Tensor, shrink: float = 0.8, floor: float = 0.25):
+def scene_bound(
+    camera: Camera, depth: torch.Tensor, shrink: float = 0.8, floor: float = 0.25, shift: torch.Tensor | None = None
+):
     """Robust bound of the unprojected depth maps.
 
     depth [T, h, w] (maps at any resolution; cell centres are unprojected at their full-resolution
-    pixel position) -> centre [3], half extent [3]. Per axis: centre = median, half = shrink *
-    min(median - min, max - median) (upstream's rule). A flat axis (e.g. z for a constant initial
-    depth) would give 0: every half extent is at least ``floor`` times the largest one.
+    pixel position, plus the frame's ``shift`` [T, 2] (x, y) pixels when given: shift.py) -> centre
+    [3], half extent [3]. Per axis: centre = median, half = shrink * min(median - min, max - median)
+    (upstream's rule). A flat axis (e.g. z for a constant initial depth) would give 0: every half
+    extent is at least ``floor`` times the largest one.
     """
     t, h, w = depth.shape
     ys = (torch.arange(h, dtype=depth.dtype) + 0.5) * (camera.height / h)
     xs = (torch.arange(w, dtype=depth.dtype) + 0.5) * (camera.width / w)
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack(camera.unproject(x.expand(t, h, w), y.expand(t, h, w), depth), -1).reshape(-1, 3)
+    y, x = (c.expand(t, h, w) for c in torch.meshgrid(ys, xs, indexing="ij"))
+    if shift is not None:
+        x = x + shift[:, 0].to(depth.dtype).view(t, 1, 1)
+        y = y + shift[:, 1].to(depth.dtype).view(t, 1, 1)
+    pts = torch.stack(camera.unproject(x, y, depth), -1).reshape(-1, 3)
     med = pts.median(0).values
     half = shrink * torch.minimum(med - pts.min(0).values, pts.max(0).values - med)
     half = torch.maximum(half, floor * half.max()).clamp_min(1e-6)

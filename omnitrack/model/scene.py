@@ -1,8 +1,9 @@
 """The optimised scene of one video: deformation + depth maps + camera + normalising bound.
 
-A pixel (x, y) of frame i is lifted with frame i's depth, normalised by the bound, mapped to the
-canonical space by the deformer at frame i, mapped back by the inverse at frame j, de-normalised and
-projected: :meth:`Scene.correspond`.
+A pixel (x, y) of frame i is shifted by frame i's dominant-motion shift (zero unless ``frame_shift``:
+shift.py), lifted with frame i's depth, normalised by the bound, mapped to the canonical space by
+the deformer at frame i, mapped back by the inverse at frame j, de-normalised, projected and shifted
+back by frame j's shift: :meth:`Scene.correspond`.
 """
 
 from __future__ import annotations
@@ -30,30 +31,44 @@ def build_deformer(num_frames: int, cfg: dict) -> Deformer:
 
 
 class Scene(nn.Module):
-    def __init__(self, num_frames: int, height: int, width: int, depth_init: torch.Tensor, cfg: dict):
-        """depth_init [T, h, w]: the initial depth maps at the optimised resolution."""
+    def __init__(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        depth_init: torch.Tensor,
+        cfg: dict,
+        shift: torch.Tensor | None = None,
+    ):
+        """depth_init [T, h, w]: the initial depth maps at the optimised resolution; shift [T, 2]: each
+        frame's (x, y) shift in pixels (shift.py; None: zero, upstream's lift)."""
         super().__init__()
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.deformer = build_deformer(num_frames, cfg)
         self.depth = DepthMaps(depth_init, height, width)
         self.camera = Camera(width, height, cfg["fov_deg"])
-        centre, half = scene_bound(self.camera, depth_init, cfg["bound_shrink"], cfg["bound_floor"])
+        shift = torch.zeros(num_frames, 2) if shift is None else torch.as_tensor(shift, dtype=torch.float32)
+        self.register_buffer("shift", shift.clone())
+        centre, half = scene_bound(self.camera, depth_init, cfg["bound_shrink"], cfg["bound_floor"], shift)
         self.register_buffer("centre", centre)
         self.register_buffer("extent", half)
 
-    def lift(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> list[torch.Tensor]:
-        """Pixels (x, y) at depth d [B, Q] -> normalised 3-D point as 3 tensors [B, Q]."""
+    def lift(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Pixels (x, y) of frames [B] at depth d [B, Q] -> normalised 3-D point as 3 tensors [B, Q]."""
         c, h = self.centre.tolist(), self.extent.tolist()
-        return [(v - c[k]) / h[k] for k, v in enumerate(self.camera.unproject(x, y, d))]
+        s = self.shift[frames].unsqueeze(1)  # [B, 1, 2]
+        return [(v - c[k]) / h[k] for k, v in enumerate(self.camera.unproject(x + s[..., 0], y + s[..., 1], d))]
 
-    def unlift(self, pts: list[torch.Tensor]):
-        """Normalised point -> (x, y) pixels and depth z, each [B, Q]."""
+    def unlift(self, pts: list[torch.Tensor], frames: torch.Tensor):
+        """Normalised point [B, Q] -> (x, y) pixels of frames [B] and depth z, each [B, Q]."""
         c, h = self.centre.tolist(), self.extent.tolist()
-        return self.camera.project(*[p * h[k] + c[k] for k, p in enumerate(pts)])
+        x, y, z = self.camera.project(*[p * h[k] + c[k] for k, p in enumerate(pts)])
+        s = self.shift[frames].unsqueeze(1)
+        return x - s[..., 0], y - s[..., 1], z
 
     def correspond(
         self, prep: Prepared, fi: torch.Tensor, fj: torch.Tensor, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor
     ):
         """Map pixels (x, y) [B, Q] of frames fi [B] (depth d [B, Q]) to frames fj [B] -> x2, y2, z2 [B, Q]."""
-        canon = self.deformer(self.lift(x, y, d), fi, prep)
-        return self.unlift(self.deformer.inverse(canon, fj, prep))
+        canon = self.deformer(self.lift(x, y, d, fi), fi, prep)
+        return self.unlift(self.deformer.inverse(canon, fj, prep), fj)

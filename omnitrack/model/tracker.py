@@ -57,9 +57,9 @@ class Tracker:
             x = torch.from_numpy(q[s : s + chunk, 2]).float().to(dev).view(n, 1)
             y = torch.from_numpy(q[s : s + chunk, 1]).float().to(dev).view(n, 1)
             d = scene.depth.lookup(scene.depth.cells(qf, x, y))
-            canon = scene.deformer(scene.lift(x, y, d), qf, prep)
+            canon = scene.deformer(scene.lift(x, y, d, qf), qf, prep)
             canon = [c.view(1, n).expand(t_count, n).contiguous() for c in canon]
-            x2, y2, z2 = scene.unlift(scene.deformer.inverse(canon, targets, prep))
+            x2, y2, z2 = scene.unlift(scene.deformer.inverse(canon, targets, prep), targets)
             seen = scene.depth.lookup(scene.depth.cells(targets, x2, y2))
             occ = (
                 (seen <= z2 - self.config["occlusion_margin"])
@@ -114,6 +114,8 @@ class Tracker:
         if device is not None:
             cfg["device"] = device
         t, h, w = ck["shape"]
-        scene = Scene(t, h, w, ck["scene"]["depth.initial"], cfg)
-        scene.load_state_dict(ck["scene"])
+        state = dict(ck["scene"])
+        state.setdefault("shift", torch.zeros(t, 2))  # models from before frame_shift: no shift
+        scene = Scene(t, h, w, state["depth.initial"], cfg, state["shift"])
+        scene.load_state_dict(state)
         return cls(scene.to(device_of(cfg)), cfg, ck["identity"], ck.get("history"))

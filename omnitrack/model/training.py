@@ -30,6 +30,7 @@ from omnitrack.model.losses import flow_losses, map_batches, match_losses, match
 from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.scene import Scene
+from omnitrack.model.shift import frame_shift
 from omnitrack.model.tracker import Tracker
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
@@ -110,7 +111,7 @@ class Trainer:
         }
 
     def restore(self, ck: dict) -> None:
-        self.scene.load_state_dict(ck["scene"])
+        self.scene.load_state_dict({"shift": self.scene.shift, **ck["scene"]})  # (no shift before frame_shift)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.rng.bit_generator.state = ck["numpy_rng"]
@@ -187,7 +188,8 @@ def _build(
     if cfg["chain_match_stride"] > 0:
         matches = _with_chain_matches(matches, store, mask, cfg)
     torch.manual_seed(cfg["seed"])
-    scene = Scene(t, h, w, torch.from_numpy(init), cfg).to(device_of(cfg))
+    shift = torch.from_numpy(frame_shift(store, mask)) if cfg["frame_shift"] else None
+    scene = Scene(t, h, w, torch.from_numpy(init), cfg, shift).to(device_of(cfg))
     flows = FlowSampler(store, mask, counts, cfg)
     match_sampler = None
     if matches is not None:

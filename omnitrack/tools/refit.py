@@ -92,10 +92,19 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
 
 
 def refit_video(
-    workspace: Path, video: str, source: Path, nvp: dict, modes: list[str], depth=None, depth_label: str = "fit"
+    workspace: Path,
+    video: str,
+    source: Path,
+    nvp: dict,
+    modes: list[str],
+    depth=None,
+    depth_label: str = "fit",
+    models: Path | None = None,
 ) -> dict:
     """Fit one video with ``nvp`` from ``depth`` (float [T, H, W] or None: the fit's own start) and score
-    it and the run's chain predictions against its ground truth ``source`` -> a JSON-able record."""
+    it and the run's chain predictions against its ground truth ``source`` -> a JSON-able record. With
+    ``models``, the fitted model is kept as ``models/<video>.pt`` (a complete one with these settings is
+    reused, an interrupted one resumed)."""
     from omnitrack.evaluation.metrics import score
     from omnitrack.model import fit
     from omnitrack.prediction import load_prediction
@@ -108,6 +117,7 @@ def refit_video(
         masks_dir=workspace / "masks" / video,
         matches_path=workspace / "matches" / f"{video}.npz",
         depth=depth,
+        checkpoint_path=None if models is None else models / f"{video}.pt",
     )
     record = {"video": video, "nvp": nvp, "depth": depth_label, "fit_seconds": round(time.perf_counter() - start, 1)}
     width, height = tracker.size
@@ -133,6 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="append one JSON line per video here")
     ap.add_argument("--depth", choices=DEPTHS, default="workspace", help="the depth the fit starts from")
     ap.add_argument("--depth-dir", type=Path, help="read the start from DIR/<video>.npz (key depth) or .npy")
+    ap.add_argument("--models", type=Path, help="keep the fitted models as DIR/<video>.pt (for inspection)")
     args = ap.parse_args(argv)
 
     import yaml
@@ -162,7 +173,9 @@ def main(argv=None) -> int:
         if not source.is_absolute():  # written relative to the run's directory, two levels above results/<dataset>
             source = args.workspace.resolve().parent.parent / source
         depth = depth_start(args.workspace, video, args.depth, config, args.depth_dir)
-        record = refit_video(args.workspace, video, source, nvp, args.modes, depth, label)
+        if args.models is not None:
+            args.models.mkdir(parents=True, exist_ok=True)
+        record = refit_video(args.workspace, video, source, nvp, args.modes, depth, label, args.models)
         for mode in args.modes:
             row = record[mode]
             print(
