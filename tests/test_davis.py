@@ -121,6 +121,19 @@ def test_refit_tool_reproduces_the_workflow_nvp_rows(cows_run, tmp_path, capsys)
     assert "cows strided: nvp" in capsys.readouterr().out
 
 
+def test_fit_quality_tool_scores_the_run_model(cows_run, capsys):
+    from omnitrack.tools.fit_quality import main
+
+    work, _ = cows_run
+    assert main([str(work / "results/davis32"), "--gaps", "1", "--samples", "200"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cows |")]
+    assert len(rows) == 1
+    cells = rows[0].split("|")[2:4]  # gap 1 all, gap 1 queries: "median / share %"
+    for cell in cells:
+        median, share = cell.replace("%", "").split("/")
+        assert 0 <= float(median) < 50 and 0 <= float(share) <= 100, rows[0]
+
+
 def test_refit_tool_names_an_unknown_video(cows_run):
     from omnitrack.errors import InputError
     from omnitrack.tools.refit import main

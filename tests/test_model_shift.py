@@ -9,6 +9,7 @@ from omnitrack.model.inputs import load_masks
 from omnitrack.model.scene import Scene
 from omnitrack.model.shift import frame_shift
 from omnitrack.model.synthetic import make_video, write_inputs
+from omnitrack.tools.fit_quality import residuals
 from tests.shared import tiny_nvp_config
 
 
@@ -83,7 +84,13 @@ def test_a_camera_panning_across_its_frame_is_tracked_only_with_the_shift(tmp_pa
     tracks, _ = tracker.track(q)
     gt, gt_occ = video.track(q)
     err = np.linalg.norm(tracks - gt, axis=-1)[~gt_occ]
+    # the fit-quality tool's residual against the (exact) training flows says the same
+    store, mask, _ = load_masks(inputs["masks_dir"], 12, 48, 48)
+    res = residuals(tracker, store, mask, 4)
+    at_points = residuals(tracker, store, mask, 4, lambda i, j: np.array([[4.5, 20.5], [8.0, 10.0]]))
     if shifted:
         assert err.max() < 0.1, err.max()
+        assert res.size > 1000 and res.max() < 0.1 and at_points.size == 2 * 8 and at_points.max() < 0.1
     else:
         assert np.percentile(err, 90) > 1.0, np.percentile(err, 90)
+        assert np.percentile(res, 90) > 1.0, np.percentile(res, 90)
