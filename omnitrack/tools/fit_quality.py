@@ -68,6 +68,16 @@ def residuals(tracker, store, mask, gap: int, points=None, samples: int = 2000) 
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _visible_in_both(tracks: np.ndarray, occluded: np.ndarray):
+    """Ground truth tracks [N, T, 2], occluded [N, T] -> points(i, j): the true positions in frame i of
+    the points visible in frames i and j."""
+
+    def points(i: int, j: int) -> np.ndarray:
+        return tracks[~occluded[:, i] & ~occluded[:, j], i]
+
+    return points
+
+
 def _cell(r: np.ndarray) -> str:
     return f"{np.median(r):.2f} / {np.mean(r < 1) * 100:.0f} %" if r.size else "–"
 
@@ -109,14 +119,10 @@ def main(argv=None) -> int:
                 source = args.workspace.resolve().parent.parent / source
             gt = load_ground_truth(source, *tracker.size)
 
-        def at_queries(i, j):
-            visible = ~gt[1][:, i] & ~gt[1][:, j]
-            return gt[0][visible, i]
-
         cells = []
         for gap in args.gaps:
             cells.append(_cell(residuals(tracker, store, mask, gap, samples=args.samples)))
-            cells.append(_cell(residuals(tracker, store, mask, gap, at_queries)) if gt is not None else "–")
+            cells.append(_cell(residuals(tracker, store, mask, gap, _visible_in_both(*gt))) if gt is not None else "–")
         shift = frame_shift(store, mask)
         span = shift.max(0) - shift.min(0)
         print(f"| {video} | " + " | ".join(cells) + f" | {span[0]:.0f} / {span[1]:.0f} px |", flush=True)
