@@ -3,7 +3,8 @@
     python -m omnitrack.tools.refit results/davis32 --configfile configs/davis.yaml \\
         --nvp '{"steps": 1000}' --videos dog motocross-jump --out ablations.jsonl
 
-The nvp settings are the ``nvp`` section of ``--configfile`` (default: none, i.e. the cpu preset)
+The nvp settings are the ``nvp`` section of the run's configuration (the ``config.yaml`` of the run's
+directory, two levels above the workspace, merged with ``--configfile``, as the workflow merged them)
 updated by the JSON of ``--nvp``. For each video of the workspace (a ``results/<dataset>``
 directory of a finished run with ground truth) the model is fitted with :func:`omnitrack.model.fit`
 on the run's frames, masks and matches, the benchmark queries of every mode are tracked, and both
@@ -16,7 +17,7 @@ The depth the fit starts from (``--depth``; the record's "depth" says which):
 
 - ``workspace`` (default): the run's depth stage file ``depth/<video>.npz``;
 - ``layers``, ``motion``, ``none``, ``depth_anything_v2``: computed now by that method from the run's
-  frames and masks, with the ``depth`` settings of config.yaml merged with ``--configfile``;
+  frames and masks, with the ``depth`` settings of the run's configuration;
 - ``layers-truth`` (synthetic workspaces only): the renderer's true layer map as depth (1.0, 0.85,
   0.70, 0.55 by layer: omnitrack.depth.order.layer_map_depth), the upper bound for ``layers``;
 - ``fit``: no depth file, the fit's own start (``nvp.motion_init_sep``, constant when 0): how refits
@@ -40,6 +41,22 @@ KEYS = ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy")
 
 
 DEPTHS = ("workspace", "layers", "motion", "none", "depth_anything_v2", "layers-truth", "fit")
+
+
+def run_config(workspace: Path, configfile: Path | None) -> dict:
+    """The run's configuration as the workflow read it: the ``config.yaml`` of the run's directory (two
+    levels above ``results/<dataset>``; none if it has none) merged with ``configfile``."""
+    import yaml
+
+    from omnitrack.workflow.config import merge
+
+    config: dict = {}
+    base = workspace.resolve().parent.parent / "config.yaml"
+    for path in [base] if base.exists() else []:
+        config = merge(config, yaml.safe_load(path.read_text()) or {})
+    if configfile is not None:
+        config = merge(config, yaml.safe_load(configfile.read_text()) or {})
+    return config
 
 
 def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: Path | None = None):
@@ -80,7 +97,7 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
             raise InputError(
                 workspace / "manifest.json",
                 "--depth layers-truth needs a synthetic dataset of the "
-                "configuration (config.yaml merged with --configfile)",
+                "run's configuration (its config.yaml merged with --configfile)",
             )
         return layer_map_depth(synthetic_truth(spec, video, frames_path).front)
     from omnitrack.depth.stage import NEEDS_MASKS, compute_depth
@@ -135,7 +152,9 @@ def refit_video(
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnitrack.tools.refit", description=__doc__.split("\n\n")[0])
     ap.add_argument("workspace", type=Path, help="results/<dataset> of a finished run with ground truth")
-    ap.add_argument("--configfile", type=Path, help="take the nvp section of this config (e.g. configs/davis.yaml)")
+    ap.add_argument(
+        "--configfile", type=Path, help="merged over the run's config.yaml, as the run did (e.g. configs/davis.yaml)"
+    )
     ap.add_argument("--nvp", default="{}", help="JSON object of nvp keys that override it")
     ap.add_argument("--videos", nargs="*", help="default: every video of the workspace")
     ap.add_argument("--modes", nargs="*", default=["strided", "first"])
@@ -145,8 +164,6 @@ def main(argv=None) -> int:
     ap.add_argument("--depth-dir", type=Path, help="read the start from DIR/<video>.npz (key depth) or .npy")
     ap.add_argument("--models", type=Path, help="keep the fitted models as DIR/<video>.pt (for inspection)")
     args = ap.parse_args(argv)
-
-    import yaml
 
     from omnitrack.errors import InputError
     from omnitrack.io import read_json
@@ -158,14 +175,10 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.videos or []) - set(manifest["sources"]))
     if unknown:
         raise InputError(manifest_path, f"has no videos {unknown}", f"its videos: {sorted(manifest['sources'])}")
-    nvp = {}
-    if args.configfile is not None:
-        nvp = dict((yaml.safe_load(args.configfile.read_text()) or {}).get("nvp") or {})
+    config = run_config(args.workspace, args.configfile)
+    nvp = dict(config.get("nvp") or {})
     nvp.update(json.loads(args.nvp))
     nvp.update(threads=args.threads, progress=False, tensorboard=False)
-    from omnitrack.tools.flow_quality import _config
-
-    config = _config([args.configfile] if args.configfile is not None else [])
     label = f"dir:{args.depth_dir}" if args.depth_dir is not None else args.depth
     videos = args.videos or sorted(manifest["sources"])
     for video in videos:
