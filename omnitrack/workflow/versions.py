@@ -15,7 +15,7 @@ STAGE_VERSIONS = {
     "matches": 1,
     "depth": 1,
     "track_chain": 1,
-    "optimise": 3,  # 3: the depth start is area-averaged per cell (was the centre pixel)
+    "optimise": 4,  # 4: models hold the frame shift; coupling axes never repeat (seed 1234 unchanged)
     "track_nvp": 1,
     "evaluate": 3,  # 3: strict JSON (undefined metrics are null, never NaN)
     "visualise": 2,
