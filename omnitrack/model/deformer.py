@@ -4,7 +4,7 @@ Layer k transforms one coordinate ``axes[k]`` of a normalised 3-D point (x, y, z
 other two (a, b). Its 10 knot parameters come from an MLP (upstream 112 -> 56 -> 28 -> 10,
 LeakyReLU, sigmoid) over [plane features of (tanh a, tanh b) at each resolution ; shared time code
 of the frame]. ``axes`` concatenates random permutations of (0, 1, 2), so with 6 layers each axis is
-transformed twice.
+transformed twice, never by two consecutive layers (:func:`coupling_axes`).
 
 All layers' parameters are stacked along a leading layer dimension; the planes of all resolutions
 of a layer are stored as one table [sum R^2, C]. The MLP's first layer is linear in its inputs, so
