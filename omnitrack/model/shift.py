@@ -1,11 +1,11 @@
 """The image shift of each frame's dominant motion, removed before the lift (not upstream; ``frame_shift``).
 
-CaDeX++ maps every frame into one canonical space with monotone couplings whose inner knots lie
-within +-2 normalised units of the point, and the scene bound normalises the frame, not what the
+CaDeX++ maps every frame into one canonical space with monotone couplings whose inner knots (input
+and output) lie within +-2 normalised units, and the scene bound normalises the frame, not what the
 camera sweeps over. A camera that pans across more than its own frame (motocross-jump: 272 x 266 px
 of dominant motion on 256 x 256 frames, car-roundabout 160 px) asks the map for translations of
-several units that the couplings cannot make, and the fit fails on every pixel of those frames
-(BENCHMARKS.md §5e).
+several units that the couplings cannot make: on motocross-jump the fit missed its own gap-1
+training flows by 1.3 px (median over the video, 2-4 px from frame 11 on; BENCHMARKS.md §5e).
 
 With ``frame_shift`` the pixel (x, y) of frame t is lifted at (x + s_t, y + r_t), where (s_t, r_t) =
 minus the sum of the median reliable consecutive flows of frames 0 .. t-1: a point of a scene that
