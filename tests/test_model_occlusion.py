@@ -1,4 +1,5 @@
-"""Depth-order signal: on a two-layer scene, points covered by the foreground end up marked occluded.
+"""Depth-order signal: on a two-layer scene, points covered by the foreground end up marked occluded;
+and the inference-time occlusion rules of the tracker.
 
 The depth starts constant (no depth weights exist here), so only the hinge on the double-cycle
 "occluded but reliable" correspondences (mask value 2) can put the square in front of the
@@ -7,9 +8,12 @@ background; without it the depth test never fires.
 
 import numpy as np
 import pytest
+import torch
 
-from omnitrack.model import default_config, fit
+from omnitrack.model import Tracker, default_config, fit
+from omnitrack.model.scene import Scene
 from omnitrack.model.synthetic import make_video, write_inputs
+from tests.shared import tiny_nvp_config
 
 T, S = 12, 64
 
@@ -54,3 +58,21 @@ def test_depth_order_term_makes_covered_points_occluded(scene):
     assert covered_with > 0.7, covered_with
     assert visible_with < 0.1, visible_with
     assert covered_without < 0.1, covered_without
+
+
+@pytest.mark.parametrize("surface_margin", [0.0, 0.5])
+def test_a_point_in_front_of_the_surface_seen_is_occluded_only_with_the_surface_test(surface_margin):
+    """Identity deformation, so a query keeps its pixel and depth (1.0) in every frame. Frame 1's depth
+    there is 0.5 (a surface in front: occluded by the depth test), frame 2's is 1.0 (the point is the
+    surface: visible), frame 3's is 2.0 (the surface seen lies behind the point, which therefore is
+    not there: occluded only with the surface test, whose margin 0.5 leaves frame 4's 1.3 visible)."""
+    depth = torch.tensor([1.0, 0.5, 1.0, 2.0, 1.3]).view(5, 1, 1).expand(5, 12, 18).contiguous()
+    cfg = tiny_nvp_config(occlusion_margin=0.1, surface_margin=surface_margin)
+    scene = Scene(5, 40, 60, depth, cfg)
+    with torch.no_grad():
+        scene.deformer.weights[-1].zero_()
+        scene.deformer.biases[-1].zero_()
+    tracks, occluded = Tracker(scene, cfg, {"frames": 5}).track(np.array([[0, 20.5, 30.5], [2, 10.5, 45.5]]))
+    np.testing.assert_allclose(tracks[..., 0], [[30.5] * 5, [45.5] * 5], atol=1e-3)
+    expected = [False, True, False, surface_margin > 0, False]
+    assert occluded.tolist() == [expected, expected]

@@ -62,6 +62,10 @@ PAPER = {
     # constant depth start (depth.method none) only the order hinge separates layers, by order_margin:
     # use that value there
     "occlusion_margin": 0.1,
+    # ... and (not upstream; 0 = off) where it lies nearer than frame j's depth at the projected location
+    # by more than this: a point in front of the surface seen there would be that surface, so the model
+    # places it where it is not (mostly points that have left the view: tracker.py). Read at inference only
+    "surface_margin": 0.0,
     "min_depth": 0.01,
     # flow-pair sampling
     "partner_window": 12,
@@ -117,7 +121,7 @@ PAPER = {
 }
 
 # keys only inference reads: the track_nvp stage takes them from the config, not from the fitted model
-INFERENCE_KEYS = {"occlusion_margin", "track_batch"}
+INFERENCE_KEYS = {"occlusion_margin", "surface_margin", "track_batch"}
 # keys that do not change the optimisation result (a checkpoint with other values still resumes)
 RUN_KEYS = {"device", "threads", "checkpoint_every", "log_every", "progress", "tensorboard", *INFERENCE_KEYS}
 

@@ -5,6 +5,12 @@ the canonical space at t and back into every frame j. It is occluded in frame j 
 outside the image ([0, W] x [0, H], the tracks' own pixel system), lies behind the camera, or frame
 j's depth at the projected location is nearer than its depth by more than ``occlusion_margin``. The
 query frame's prediction is the query itself, visible.
+
+With ``surface_margin`` > 0 (not upstream) it is also occluded where frame j's depth there is farther
+than its depth by more than that margin. Such a point would be the surface seen at that pixel, yet the
+depth map shows another one behind it: the model has placed it where it is not. The depth test alone
+calls it visible. On TAP-Vid DAVIS these are mostly points that leave the view and whose track the
+fit, unsupervised in those frames, keeps inside it (BENCHMARKS.md §5f).
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ class Tracker:
                 | ~scene.camera.inside(x2, y2)
                 | (z2 < self.config["min_depth"])
             )
+            surface = self.config.get("surface_margin", 0.0)  # (absent from models saved before it: off)
+            if surface > 0:
+                occ |= seen > z2 + surface
             cols = torch.arange(n, device=dev)
             x2[qf, cols], y2[qf, cols] = x.view(-1), y.view(-1)
             occ[qf, cols] = False
