@@ -341,6 +341,29 @@ def test_config_file_duplicate_key_undecodable_bytes_and_syntax_name_file_and_li
     assert load_config_file(ok)["flow"] == {"window": 4, "method": "dis"}
 
 
+def test_tools_read_the_runs_config_merged_with_configfiles_not_the_working_directorys(tmp_path, monkeypatch):
+    """run_config (refit, flow_quality): the config.yaml two levels above results/<dataset>, merged key by
+    key with each --configfile in order; read strictly, so a bad file names itself."""
+    from omnitrack.workflow.config import run_config
+
+    run, elsewhere = tmp_path / "run", tmp_path / "cwd"
+    (run / "results" / "davis32").mkdir(parents=True)
+    elsewhere.mkdir()
+    (run / "config.yaml").write_text("nvp: {preset: cpu, steps: 100, seed: 1}\nflow: {window: 8}\n")
+    (elsewhere / "config.yaml").write_text("nvp: {steps: 999}\n")
+    over = tmp_path / "over.yaml"
+    over.write_text("nvp: {steps: 3000}\n")
+    monkeypatch.chdir(elsewhere)
+    workspace = Path("..") / "run" / "results" / "davis32"
+    assert run_config(workspace) == {"nvp": {"preset": "cpu", "steps": 100, "seed": 1}, "flow": {"window": 8}}
+    merged = run_config(workspace, [over])
+    assert merged["nvp"] == {"preset": "cpu", "steps": 3000, "seed": 1} and merged["flow"] == {"window": 8}
+    assert run_config(tmp_path / "bare" / "results" / "x", [over]) == {"nvp": {"steps": 3000}}
+    (run / "config.yaml").write_text("nvp: {steps: 1}\nnvp: {steps: 2}\n")
+    with pytest.raises(InputError, match=rf"{re.escape(str((run / 'config.yaml').resolve()))}: line 2: key 'nvp'"):
+        run_config(workspace)
+
+
 def test_grid_spacing_that_yields_no_point_is_an_error():
     with pytest.raises(
         InputError,

@@ -7,7 +7,8 @@
 chaining is on) and its mask. ``--stage direct`` scores the flow stage's direct flows under the
 forward-backward test alone (``masks.cycle_th``), to see what the confirmation removes. Truth: dense
 from the renderer for synthetic datasets (background and moving objects apart; the dataset's settings
-are read from config.yaml merged with ``--configfile``, and the rendered frames must equal the run's),
+are read from the run's config.yaml, two levels above the workspace, merged with ``--configfile``,
+and the rendered frames must equal the run's),
 sparse TAP-Vid points otherwise. Prints a markdown table; ``--csv`` also writes it as CSV.
 ``--roc RAFT_WEIGHTS`` (synthetic only) prints instead how well each confirmation signal separates
 right from wrong long-gap direct flows (ROC AUC). Nothing in the workspace is written.
@@ -19,18 +20,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-
-def _config(configfiles: list[Path]) -> dict:
-    import yaml
-
-    from omnitrack.workflow.config import merge
-
-    config: dict = {}
-    for path in [Path("config.yaml"), *configfiles]:
-        if path.exists() or path != Path("config.yaml"):
-            config = merge(config, yaml.safe_load(path.read_text()) or {})
-    return config
 
 
 def _pairs(workspace: Path, video: str, stage: str, cycle_th: float):
@@ -168,7 +157,13 @@ def roc_table(samples: dict[str, np.ndarray]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m omnitrack.tools.flow_quality", description=__doc__.split("\n\n")[0])
     ap.add_argument("workspace", type=Path, help="results/<dataset> of a finished run with ground truth")
-    ap.add_argument("--configfile", type=Path, nargs="*", default=[], help="merged over config.yaml, as the run")
+    ap.add_argument(
+        "--configfile",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="merged over the run's config.yaml (two levels above the workspace), as the run",
+    )
     ap.add_argument("--stage", choices=["masks", "direct"], default="masks")
     ap.add_argument("--videos", nargs="*", help="default: every video of the workspace")
     ap.add_argument("--csv", type=Path, help="also write the table here")
@@ -184,12 +179,13 @@ def main(argv=None) -> int:
     from omnitrack.errors import InputError
     from omnitrack.evaluation.flow_quality import Tally, markdown, table
     from omnitrack.io import read_json
+    from omnitrack.workflow.config import run_config
 
     manifest_path = args.workspace / "manifest.json"
     manifest = read_json(manifest_path)
     if not manifest.get("has_gt"):
         raise InputError(manifest_path, "the dataset has no ground truth to score flows against")
-    config = _config(args.configfile)
+    config = run_config(args.workspace, args.configfile)
     spec = None
     if manifest["kind"] == "synthetic":
         spec = (config.get("datasets") or {}).get(manifest["dataset"])

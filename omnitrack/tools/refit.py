@@ -43,22 +43,6 @@ KEYS = ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy")
 DEPTHS = ("workspace", "layers", "motion", "none", "depth_anything_v2", "layers-truth", "fit")
 
 
-def run_config(workspace: Path, configfile: Path | None) -> dict:
-    """The run's configuration as the workflow read it: the ``config.yaml`` of the run's directory (two
-    levels above ``results/<dataset>``; none if it has none) merged with ``configfile``."""
-    import yaml
-
-    from omnitrack.workflow.config import merge
-
-    config: dict = {}
-    base = workspace.resolve().parent.parent / "config.yaml"
-    for path in [base] if base.exists() else []:
-        config = merge(config, yaml.safe_load(path.read_text()) or {})
-    if configfile is not None:
-        config = merge(config, yaml.safe_load(configfile.read_text()) or {})
-    return config
-
-
 def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: Path | None = None):
     """The depth a refit of ``video`` starts from (see the module docstring) -> float32 [T, H, W] or
     None (``fit``: the fit's own start)."""
@@ -167,6 +151,7 @@ def main(argv=None) -> int:
 
     from omnitrack.errors import InputError
     from omnitrack.io import read_json
+    from omnitrack.workflow.config import run_config
 
     manifest_path = args.workspace / "manifest.json"
     manifest = read_json(manifest_path)
@@ -175,7 +160,7 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.videos or []) - set(manifest["sources"]))
     if unknown:
         raise InputError(manifest_path, f"has no videos {unknown}", f"its videos: {sorted(manifest['sources'])}")
-    config = run_config(args.workspace, args.configfile)
+    config = run_config(args.workspace, [args.configfile] if args.configfile else [])
     nvp = dict(config.get("nvp") or {})
     nvp.update(json.loads(args.nvp))
     nvp.update(threads=args.threads, progress=False, tensorboard=False)

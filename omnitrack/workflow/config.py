@@ -108,6 +108,20 @@ def check_device(device: str) -> None:
         )
 
 
+def run_config(workspace: Path, configfiles=()) -> dict:
+    """The configuration a run of ``workspace`` (``results/<dataset>``) read: the ``config.yaml`` of the
+    run's directory, two levels above it (none if it has none), merged with each of ``configfiles``
+    in order, as Snakemake merges ``--configfile`` files. The files are read as the workflow reads them
+    (:func:`load_config_file`)."""
+    config: dict = {}
+    base = Path(workspace).resolve().parent.parent / "config.yaml"
+    for path in [base] if base.exists() else []:
+        config = merge(config, load_config_file(path) or {})
+    for path in configfiles:
+        config = merge(config, load_config_file(path) or {})
+    return config
+
+
 def merge(base: dict, override: dict) -> dict:
     """``override`` merged into a copy of ``base`` key by key (nested dicts merged, other values
     replaced), as Snakemake merges ``--configfile`` files over the workflow's config."""
