@@ -134,6 +134,15 @@ def test_fit_quality_tool_scores_the_run_model(cows_run, capsys):
         assert 0 <= float(median) < 50 and 0 <= float(share) <= 100, rows[0]
 
 
+def test_fit_quality_tool_names_an_unknown_video(cows_run):
+    from omnitrack.errors import InputError
+    from omnitrack.tools.fit_quality import main
+
+    work, _ = cows_run
+    with pytest.raises(InputError, match=r"davis32/manifest.json: has no videos \['cow'\].*its videos: \['cows'\]"):
+        main([str(work / "results/davis32"), "--videos", "cow"])
+
+
 def test_refit_tool_names_an_unknown_video(cows_run):
     from omnitrack.errors import InputError
     from omnitrack.tools.refit import main

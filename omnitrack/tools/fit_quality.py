@@ -97,8 +97,13 @@ def main(argv=None) -> int:
     from omnitrack.model import Tracker
     from omnitrack.model.shift import frame_shift
     from omnitrack.queries import load_ground_truth
+    from omnitrack.workflow.config import video_source
 
-    manifest = read_json(args.workspace / "manifest.json")
+    manifest_path = args.workspace / "manifest.json"
+    manifest = read_json(manifest_path)
+    unknown = sorted(set(args.videos or []) - set(manifest["sources"]))
+    if unknown:
+        raise InputError(manifest_path, f"has no videos {unknown}", f"its videos: {sorted(manifest['sources'])}")
     models = args.models or args.workspace / "models"
     videos = args.videos or [v for v in manifest["videos"] if (models / f"{v}.pt").exists()]
     if not videos:
@@ -114,10 +119,7 @@ def main(argv=None) -> int:
         store, mask, _ = load_masks(args.workspace / "masks" / video)
         gt = None
         if manifest.get("has_gt"):
-            source = Path(manifest["sources"][video])
-            if not source.is_absolute():
-                source = args.workspace.resolve().parent.parent / source
-            gt = load_ground_truth(source, *tracker.size)
+            gt = load_ground_truth(video_source(args.workspace, manifest, video), *tracker.size)
 
         cells = []
         for gap in args.gaps:

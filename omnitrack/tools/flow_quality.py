@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     from omnitrack.errors import InputError
     from omnitrack.evaluation.flow_quality import Tally, markdown, table
     from omnitrack.io import read_json
-    from omnitrack.workflow.config import run_config
+    from omnitrack.workflow.config import run_config, video_source
 
     manifest_path = args.workspace / "manifest.json"
     manifest = read_json(manifest_path)
@@ -214,9 +214,7 @@ def main(argv=None) -> int:
         return 0
     total: dict = {}
     for video in args.videos or manifest["videos"]:
-        source = Path(manifest["sources"][video])
-        if not source.is_absolute():
-            source = args.workspace.resolve().parent.parent / source
+        source = video_source(args.workspace, manifest, video)
         for gap, classes in video_quality(args.workspace, video, args.stage, cycle_th, spec, source).items():
             for name, t in classes.items():
                 total.setdefault(gap, {}).setdefault(name, Tally())

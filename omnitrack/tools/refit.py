@@ -151,7 +151,7 @@ def main(argv=None) -> int:
 
     from omnitrack.errors import InputError
     from omnitrack.io import read_json
-    from omnitrack.workflow.config import run_config
+    from omnitrack.workflow.config import run_config, video_source
 
     manifest_path = args.workspace / "manifest.json"
     manifest = read_json(manifest_path)
@@ -167,9 +167,7 @@ def main(argv=None) -> int:
     label = f"dir:{args.depth_dir}" if args.depth_dir is not None else args.depth
     videos = args.videos or sorted(manifest["sources"])
     for video in videos:
-        source = Path(manifest["sources"][video])
-        if not source.is_absolute():  # written relative to the run's directory, two levels above results/<dataset>
-            source = args.workspace.resolve().parent.parent / source
+        source = video_source(args.workspace, manifest, video)
         depth = depth_start(args.workspace, video, args.depth, config, args.depth_dir)
         if args.models is not None:
             args.models.mkdir(parents=True, exist_ok=True)

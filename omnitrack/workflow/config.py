@@ -108,13 +108,25 @@ def check_device(device: str) -> None:
         )
 
 
+def run_dir(workspace: Path) -> Path:
+    """The directory a run of ``workspace`` (``results/<dataset>``) ran in: two levels above it."""
+    return Path(workspace).resolve().parent.parent
+
+
+def video_source(workspace: Path, manifest: dict, video: str) -> Path:
+    """The source (e.g. the TAP-Vid pickle) of ``video`` in the manifest of ``workspace``; relative
+    paths there are relative to the run's directory."""
+    source = Path(manifest["sources"][video])
+    return source if source.is_absolute() else run_dir(workspace) / source
+
+
 def run_config(workspace: Path, configfiles=()) -> dict:
     """The configuration a run of ``workspace`` (``results/<dataset>``) read: the ``config.yaml`` of the
-    run's directory, two levels above it (none if it has none), merged with each of ``configfiles``
-    in order, as Snakemake merges ``--configfile`` files. The files are read as the workflow reads them
+    run's directory (none if it has none), merged with each of ``configfiles`` in order, as Snakemake
+    merges ``--configfile`` files. The files are read as the workflow reads them
     (:func:`load_config_file`)."""
     config: dict = {}
-    base = Path(workspace).resolve().parent.parent / "config.yaml"
+    base = run_dir(workspace) / "config.yaml"
     for path in [base] if base.exists() else []:
         config = merge(config, load_config_file(path) or {})
     for path in configfiles:
