@@ -7,7 +7,7 @@ import torch
 from omnitrack.model import Tracker, fit
 from omnitrack.model.inputs import load_masks
 from omnitrack.model.scene import Scene
-from omnitrack.model.shift import frame_shift
+from omnitrack.model.shift import frame_shift, frame_similarity
 from omnitrack.model.synthetic import make_video, write_inputs
 from omnitrack.tools.fit_quality import residuals
 from tests.shared import tiny_nvp_config
@@ -94,3 +94,80 @@ def test_a_camera_panning_across_its_frame_is_tracked_only_with_the_shift(tmp_pa
     else:
         assert np.percentile(err, 90) > 1.0, np.percentile(err, 90)
         assert np.percentile(res, 90) > 1.0, np.percentile(res, 90)
+
+
+class _Store:
+    """The part of a flow store frame_similarity reads: consecutive flows of known similarities."""
+
+    def __init__(self, flows):
+        self.num_frames, (self.height, self.width) = len(flows) + 1, flows[0].shape[:2]
+        self.index = {(i, i + 1): i for i in range(len(flows))}
+        self.flows = flows
+
+    def get(self, i, j):
+        return self.flows[self.index[(i, j)]]
+
+
+def _similarity_flow(h, w, angle_deg, scale, shift):
+    """Flow [h, w, 2] of q = s R(angle) (p - c) + c + shift for the pixel centres p."""
+    a = np.radians(angle_deg)
+    m = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    p = np.stack([xs - w / 2, ys - h / 2], -1)
+    return (p @ m.T + np.asarray(shift) - p).astype(np.float32), m
+
+
+def test_a_rolling_zooming_camera_is_undone_by_the_frame_similarity():
+    """Each frame rolls 6 degrees, zooms 4 % and shifts (3, -2) px past the last; a square of a fifth of
+    the frame moves on its own (its flow is the outlier the robust fit must ignore). Frame t's pixels
+    mapped by (linear, shift) land where the same scene point is in frame 0, and the identity
+    deformation then carries frame-0 points to their place in every frame; frame_shift (a shift
+    only) leaves the rotation in."""
+    h = w = 40
+    steps = [(6.0, 1.04, (3.0, -2.0))] * 5
+    flows, ms = [], []
+    for angle, scale, shift in steps:
+        flow, m = _similarity_flow(h, w, angle, scale, shift)
+        flow[10:28, 10:28] = (7.0, 5.0)  # the square's own motion
+        flows.append(flow)
+        ms.append((m, np.asarray(shift)))
+    store = _Store(flows)
+    mask = np.ones((len(flows), h, w), np.uint8)
+    shift, linear = frame_similarity(store, mask)
+    assert shift.shape == (6, 2) and linear.shape == (6, 2, 2) and shift.dtype == linear.dtype == np.float32
+    # a frame-0 point followed through the true maps, then mapped back by frame t's similarity
+    centre = np.array([w / 2, h / 2])
+    p0 = np.array([[3.5, 4.5], [36.5, 2.5], [20.0, 37.5]]) - centre
+    p = p0.copy()
+    for t, (m, s) in enumerate(ms, start=1):
+        p = p @ m.T + s
+        back = p @ linear[t].T.astype(np.float64) + shift[t]
+        np.testing.assert_allclose(back, p0, atol=2e-3)
+    assert not np.allclose(frame_shift(store, mask)[5] + p, p0, atol=1.0)  # the shift alone misses the roll
+    # the scene lifts and projects with it: the identity deformation maps frame 0 to frame 5 exactly
+    cfg = tiny_nvp_config()
+    scene = Scene(6, h, w, torch.full((6, 8, 8), 2.0), cfg, torch.from_numpy(shift), torch.from_numpy(linear))
+    with torch.no_grad():
+        scene.deformer.weights[-1].zero_()
+        scene.deformer.biases[-1].zero_()
+        x = torch.tensor([[3.5, 36.5, 20.0]], dtype=torch.float32)
+        y = torch.tensor([[4.5, 2.5, 37.5]], dtype=torch.float32)
+        x2, y2, z2 = scene.correspond(scene.deformer.prepare(), torch.tensor([0]), torch.tensor([5]), x, y, x * 0 + 1.5)
+    np.testing.assert_allclose(torch.stack([x2, y2], -1)[0].numpy(), p + centre, atol=1e-2)
+    torch.testing.assert_close(z2, x * 0 + 1.5, atol=1e-5, rtol=0)
+    # and a saved model keeps it
+    loaded = Tracker.from_state(Tracker(scene, cfg, {"frames": 6}).state())
+    assert torch.equal(loaded.scene.linear, scene.linear) and torch.equal(loaded.scene.shift, scene.shift)
+
+
+def test_a_long_zoom_is_held_within_the_scale_bound():
+    """A camera zooming in 10 % per frame for 12 frames (3.1x): the chained scale stops at 2 (the frames
+    keep their rotation and their centres' places), and the first frames are exact."""
+    h = w = 32
+    flow, _ = _similarity_flow(h, w, 0.0, 1.1, (1.0, 0.0))
+    store = _Store([flow] * 12)
+    shift, linear = frame_similarity(store, np.ones((12, h, w), np.uint8))
+    scale = np.sqrt(np.linalg.det(linear.astype(np.float64)))
+    np.testing.assert_allclose(scale[:7], 1.1 ** -np.arange(7), rtol=1e-4)  # 1.1^-7 = 0.51 > 1/2
+    np.testing.assert_allclose(scale[8:], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(linear[:, 0, 1], 0.0, atol=1e-6)

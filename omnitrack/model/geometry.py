@@ -32,12 +32,18 @@ class Camera:
 
 
 def scene_bound(
-    camera: Camera, depth: torch.Tensor, shrink: float = 0.8, floor: float = 0.25, shift: torch.Tensor | None = None
+    camera: Camera,
+    depth: torch.Tensor,
+    shrink: float = 0.8,
+    floor: float = 0.25,
+    shift: torch.Tensor | None = None,
+    linear: torch.Tensor | None = None,
 ):
     """Robust bound of the unprojected depth maps.
 
     depth [T, h, w] (maps at any resolution; cell centres are unprojected at their full-resolution
-    pixel position, plus the frame's ``shift`` [T, 2] (x, y) pixels when given: shift.py) -> centre
+    pixel position, moved by the frame's ``linear`` [T, 2, 2] about the image centre and ``shift``
+    [T, 2] (x, y) pixels when given: shift.py) -> centre
     [3], half extent [3]. Per axis: centre = median, half = shrink * min(median - min, max - median)
     (upstream's rule). A flat axis (e.g. z for a constant initial depth) would give 0: every half
     extent is at least ``floor`` times the largest one.
@@ -46,6 +52,11 @@ def scene_bound(
     ys = (torch.arange(h, dtype=depth.dtype) + 0.5) * (camera.height / h)
     xs = (torch.arange(w, dtype=depth.dtype) + 0.5) * (camera.width / w)
     y, x = (c.expand(t, h, w) for c in torch.meshgrid(ys, xs, indexing="ij"))
+    if linear is not None:
+        m = linear.to(depth.dtype).view(t, 1, 1, 2, 2)
+        cx, cy = camera.width / 2, camera.height / 2
+        x, y = x - cx, y - cy
+        x, y = m[..., 0, 0] * x + m[..., 0, 1] * y + cx, m[..., 1, 0] * x + m[..., 1, 1] * y + cy
     if shift is not None:
         x = x + shift[:, 0].to(depth.dtype).view(t, 1, 1)
         y = y + shift[:, 1].to(depth.dtype).view(t, 1, 1)

@@ -1,9 +1,10 @@
 """The optimised scene of one video: deformation + depth maps + camera + normalising bound.
 
-A pixel (x, y) of frame i is shifted by frame i's dominant-motion shift (zero unless ``frame_shift``:
-shift.py), lifted with frame i's depth, normalised by the bound, mapped to the canonical space by
-the deformer at frame i, mapped back by the inverse at frame j, de-normalised, projected and shifted
-back by frame j's shift: :meth:`Scene.correspond`.
+A pixel (x, y) of frame i is moved by frame i's dominant motion (none unless ``frame_shift``: a shift,
+or with ``frame_similarity`` a similarity about the image centre: shift.py), lifted with frame i's
+depth, normalised by the bound, mapped to the canonical space by the deformer at frame i, mapped back
+by the inverse at frame j, de-normalised, projected and moved back by the inverse of frame j's
+motion: :meth:`Scene.correspond`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ class Scene(nn.Module):
         depth_init: torch.Tensor,
         cfg: dict,
         shift: torch.Tensor | None = None,
+        linear: torch.Tensor | None = None,
     ):
         """depth_init [T, h, w]: the initial depth maps at the optimised resolution; shift [T, 2]: each
-        frame's (x, y) shift in pixels (shift.py; None: zero, upstream's lift)."""
+        frame's (x, y) shift in pixels (shift.py; None: zero, upstream's lift); linear [T, 2, 2]: each
+        frame's rotation and scale about the image centre, applied before the shift (None: none)."""
         super().__init__()
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.deformer = build_deformer(num_frames, cfg)
@@ -49,13 +52,17 @@ class Scene(nn.Module):
         self.camera = Camera(width, height, cfg["fov_deg"])
         shift = torch.zeros(num_frames, 2) if shift is None else torch.as_tensor(shift, dtype=torch.float32)
         self.register_buffer("shift", shift.clone())
-        centre, half = scene_bound(self.camera, depth_init, cfg["bound_shrink"], cfg["bound_floor"], shift)
+        self.register_buffer("linear", None if linear is None else torch.as_tensor(linear, dtype=torch.float32).clone())
+        self.register_buffer("linear_inv", None if linear is None else torch.linalg.inv(self.linear))
+        centre, half = scene_bound(self.camera, depth_init, cfg["bound_shrink"], cfg["bound_floor"], shift, self.linear)
         self.register_buffer("centre", centre)
         self.register_buffer("extent", half)
 
     def lift(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor, frames: torch.Tensor) -> list[torch.Tensor]:
         """Pixels (x, y) of frames [B] at depth d [B, Q] -> normalised 3-D point as 3 tensors [B, Q]."""
         c, h = self.centre.tolist(), self.extent.tolist()
+        if self.linear is not None:
+            x, y = self._rotate(self.linear, frames, x, y)
         s = self.shift[frames].unsqueeze(1)  # [B, 1, 2]
         return [(v - c[k]) / h[k] for k, v in enumerate(self.camera.unproject(x + s[..., 0], y + s[..., 1], d))]
 
@@ -64,7 +71,17 @@ class Scene(nn.Module):
         c, h = self.centre.tolist(), self.extent.tolist()
         x, y, z = self.camera.project(*[p * h[k] + c[k] for k, p in enumerate(pts)])
         s = self.shift[frames].unsqueeze(1)
-        return x - s[..., 0], y - s[..., 1], z
+        x, y = x - s[..., 0], y - s[..., 1]
+        if self.linear is not None:
+            x, y = self._rotate(self.linear_inv, frames, x, y)
+        return x, y, z
+
+    def _rotate(self, linear: torch.Tensor, frames: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
+        """(x, y) [B, Q] pixels of frames [B] -> linear[frame] (p - c) + c (c: the image centre)."""
+        m = linear[frames].unsqueeze(1)  # [B, 1, 2, 2]
+        cx, cy = self.width / 2, self.height / 2
+        x, y = x - cx, y - cy
+        return m[..., 0, 0] * x + m[..., 0, 1] * y + cx, m[..., 1, 0] * x + m[..., 1, 1] * y + cy
 
     def correspond(
         self, prep: Prepared, fi: torch.Tensor, fj: torch.Tensor, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor

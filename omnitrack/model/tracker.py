@@ -125,6 +125,6 @@ class Tracker:
         t, h, w = ck["shape"]
         state = dict(ck["scene"])
         state.setdefault("shift", torch.zeros(t, 2))  # models from before frame_shift: no shift
-        scene = Scene(t, h, w, state["depth.initial"], cfg, state["shift"])
+        scene = Scene(t, h, w, state["depth.initial"], cfg, state["shift"], state.get("linear"))
         scene.load_state_dict(state)
         return cls(scene.to(device_of(cfg)), cfg, ck["identity"], ck.get("history"))

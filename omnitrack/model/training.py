@@ -30,7 +30,7 @@ from omnitrack.model.losses import flow_losses, map_batches, match_losses, match
 from omnitrack.model.motion_init import motion_depth
 from omnitrack.model.sampling import FlowSampler, MatchSampler
 from omnitrack.model.scene import Scene
-from omnitrack.model.shift import frame_shift
+from omnitrack.model.shift import frame_shift, frame_similarity
 from omnitrack.model.tracker import Tracker
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
@@ -188,8 +188,12 @@ def _build(
     if cfg["chain_match_stride"] > 0:
         matches = _with_chain_matches(matches, store, mask, cfg)
     torch.manual_seed(cfg["seed"])
-    shift = torch.from_numpy(frame_shift(store, mask)) if cfg["frame_shift"] else None
-    scene = Scene(t, h, w, torch.from_numpy(init), cfg, shift).to(device_of(cfg))
+    shift = linear = None
+    if cfg["frame_shift"] and cfg["frame_similarity"]:
+        shift, linear = (torch.from_numpy(a) for a in frame_similarity(store, mask))
+    elif cfg["frame_shift"]:
+        shift = torch.from_numpy(frame_shift(store, mask))
+    scene = Scene(t, h, w, torch.from_numpy(init), cfg, shift, linear).to(device_of(cfg))
     flows = FlowSampler(store, mask, counts, cfg)
     match_sampler = None
     if matches is not None:
