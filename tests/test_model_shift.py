@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from omnitrack.model import Tracker, fit
+from omnitrack.model.config import resolve
 from omnitrack.model.inputs import load_masks
 from omnitrack.model.scene import Scene
 from omnitrack.model.shift import frame_shift, frame_similarity
 from omnitrack.model.synthetic import make_video, write_inputs
+from omnitrack.model.training import _build, _initial_depth
 from omnitrack.tools.fit_quality import residuals
 from tests.shared import tiny_nvp_config
 
@@ -171,3 +173,17 @@ def test_a_long_zoom_is_held_within_the_scale_bound():
     np.testing.assert_allclose(scale[:7], 1.1 ** -np.arange(7), rtol=1e-4)  # 1.1^-7 = 0.51 > 1/2
     np.testing.assert_allclose(scale[8:], 0.5, rtol=1e-6)
     np.testing.assert_allclose(linear[:, 0, 1], 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("keys", [{"frame_similarity": True}, {"frame_similarity": True, "frame_shift": True}])
+def test_the_fit_lifts_with_the_similarity_whenever_it_is_asked_for(tmp_path, keys):
+    """frame_similarity replaces the shift whatever frame_shift says: the scene gets both maps."""
+    video = make_video(6, 32, 32, v_front=(2.0, 1.0), v_back=(1.0, 0.0))
+    inputs = write_inputs(video, tmp_path, window=2)
+    cfg = resolve(tiny_nvp_config(**keys))
+    init = _initial_depth(inputs["frames"], cfg, inputs["masks_dir"], None)
+    scene = _build(inputs["frames"], cfg, inputs["masks_dir"], None, init).scene
+    store, mask, _ = load_masks(inputs["masks_dir"], 6, 32, 32)
+    shift, linear = frame_similarity(store, mask)
+    assert torch.equal(scene.linear, torch.from_numpy(linear)) and torch.equal(scene.shift, torch.from_numpy(shift))
+    np.testing.assert_allclose(shift[:, 0], -np.arange(6.0), atol=0.05)  # the background's 1 px per frame

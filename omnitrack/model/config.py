@@ -14,8 +14,8 @@ depth stage gives the same start as ``depth.method: motion``) and ``error_sampli
 pixels drawn more often where the recent flow error is high); tests/test_model_fit.py's small-square
 case needs both. A third, ``chain_match_stride`` (0 = off), adds long-term matches from chained flow
 (flow/chaining.py) to the feature matches. A fourth, ``frame_shift`` (shift.py), lifts each frame's
-pixels shifted by the frame's dominant motion, so a panning camera is not left to the couplings, and
-with ``frame_similarity`` also rotated and scaled by it (a rolling or zooming camera). What
+pixels shifted by the frame's dominant motion, so a panning camera is not left to the couplings;
+``frame_similarity`` moves them by a similarity instead (a rolling or zooming camera too). What
 each does on the synthetic set and on TAP-Vid DAVIS, and why the presets leave them off: BENCHMARKS.md
 §1 and §5.
 """
@@ -56,8 +56,9 @@ PAPER = {
     # lift each frame's pixels shifted by its dominant motion (shift.py; not upstream, which lifts them
     # as they are): a panning camera leaves the deformation only the residual motion
     "frame_shift": False,
-    # with frame_shift: each frame's dominant motion a similarity (rotation, scale and shift about the
-    # image centre) instead of a shift, so a rolling or zooming camera is removed too (shift.py)
+    # each frame's dominant motion a similarity (rotation, scale and shift about the image centre)
+    # instead of frame_shift's shift (whatever frame_shift says), so a rolling or zooming camera is
+    # removed too (shift.py)
     "frame_similarity": False,
     "bound_shrink": 0.8,
     "bound_floor": 0.25,

@@ -31,6 +31,12 @@ class Camera:
         return (x >= 0) & (x <= self.width) & (y >= 0) & (y <= self.height)
 
 
+def about_centre(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor, cx: float, cy: float):
+    """m [..., 2, 2] applied to the points (x, y) [...] about (cx, cy): m (p - c) + c -> (x', y')."""
+    x, y = x - cx, y - cy
+    return m[..., 0, 0] * x + m[..., 0, 1] * y + cx, m[..., 1, 0] * x + m[..., 1, 1] * y + cy
+
+
 def scene_bound(
     camera: Camera,
     depth: torch.Tensor,
@@ -53,10 +59,7 @@ def scene_bound(
     xs = (torch.arange(w, dtype=depth.dtype) + 0.5) * (camera.width / w)
     y, x = (c.expand(t, h, w) for c in torch.meshgrid(ys, xs, indexing="ij"))
     if linear is not None:
-        m = linear.to(depth.dtype).view(t, 1, 1, 2, 2)
-        cx, cy = camera.width / 2, camera.height / 2
-        x, y = x - cx, y - cy
-        x, y = m[..., 0, 0] * x + m[..., 0, 1] * y + cx, m[..., 1, 0] * x + m[..., 1, 1] * y + cy
+        x, y = about_centre(linear.to(depth.dtype).view(t, 1, 1, 2, 2), x, y, camera.cx, camera.cy)
     if shift is not None:
         x = x + shift[:, 0].to(depth.dtype).view(t, 1, 1)
         y = y + shift[:, 1].to(depth.dtype).view(t, 1, 1)

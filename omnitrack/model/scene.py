@@ -14,7 +14,7 @@ from torch import nn
 
 from omnitrack.model.deformer import Deformer, Prepared
 from omnitrack.model.depth import DepthMaps
-from omnitrack.model.geometry import Camera, scene_bound
+from omnitrack.model.geometry import Camera, about_centre, scene_bound
 
 
 def build_deformer(num_frames: int, cfg: dict) -> Deformer:
@@ -62,7 +62,7 @@ class Scene(nn.Module):
         """Pixels (x, y) of frames [B] at depth d [B, Q] -> normalised 3-D point as 3 tensors [B, Q]."""
         c, h = self.centre.tolist(), self.extent.tolist()
         if self.linear is not None:
-            x, y = self._rotate(self.linear, frames, x, y)
+            x, y = about_centre(self.linear[frames].unsqueeze(1), x, y, self.camera.cx, self.camera.cy)
         s = self.shift[frames].unsqueeze(1)  # [B, 1, 2]
         return [(v - c[k]) / h[k] for k, v in enumerate(self.camera.unproject(x + s[..., 0], y + s[..., 1], d))]
 
@@ -73,15 +73,8 @@ class Scene(nn.Module):
         s = self.shift[frames].unsqueeze(1)
         x, y = x - s[..., 0], y - s[..., 1]
         if self.linear is not None:
-            x, y = self._rotate(self.linear_inv, frames, x, y)
+            x, y = about_centre(self.linear_inv[frames].unsqueeze(1), x, y, self.camera.cx, self.camera.cy)
         return x, y, z
-
-    def _rotate(self, linear: torch.Tensor, frames: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
-        """(x, y) [B, Q] pixels of frames [B] -> linear[frame] (p - c) + c (c: the image centre)."""
-        m = linear[frames].unsqueeze(1)  # [B, 1, 2, 2]
-        cx, cy = self.width / 2, self.height / 2
-        x, y = x - cx, y - cy
-        return m[..., 0, 0] * x + m[..., 0, 1] * y + cx, m[..., 1, 0] * x + m[..., 1, 1] * y + cy
 
     def correspond(
         self, prep: Prepared, fi: torch.Tensor, fj: torch.Tensor, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor

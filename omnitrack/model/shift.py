@@ -14,7 +14,7 @@ and the deformation is left with the residual motion. For small angles a pan mov
 the same amount at every depth, so the depth maps keep their meaning; projecting subtracts the target
 frame's shift again, so tracks stay in frame pixels.
 
-With ``frame_similarity`` as well, each frame's dominant motion is a similarity about the image centre
+With ``frame_similarity`` each frame's dominant motion is a similarity about the image centre instead
 (:func:`frame_similarity`): a camera that rolls about its axis moves the image the same way at every
 depth too, and a zoom reads as a change of focal length, so the depth maps keep their meaning there as
 well.

@@ -189,7 +189,7 @@ def _build(
         matches = _with_chain_matches(matches, store, mask, cfg)
     torch.manual_seed(cfg["seed"])
     shift = linear = None
-    if cfg["frame_shift"] and cfg["frame_similarity"]:
+    if cfg["frame_similarity"]:
         shift, linear = (torch.from_numpy(a) for a in frame_similarity(store, mask))
     elif cfg["frame_shift"]:
         shift = torch.from_numpy(frame_shift(store, mask))
