@@ -187,3 +187,15 @@ def test_the_fit_lifts_with_the_similarity_whenever_it_is_asked_for(tmp_path, ke
     shift, linear = frame_similarity(store, mask)
     assert torch.equal(scene.linear, torch.from_numpy(linear)) and torch.equal(scene.shift, torch.from_numpy(shift))
     np.testing.assert_allclose(shift[:, 0], -np.arange(6.0), atol=0.05)  # the background's 1 px per frame
+
+
+def test_a_pair_with_an_implausible_zoom_keeps_only_its_shift():
+    """A consecutive pair whose fitted scale step is 1.5 (beyond 1.25) is not trusted as a similarity:
+    that frame gets the pair's median flow as a shift, exactly what frame_shift gives, and no zoom."""
+    h = w = 32
+    flow, _ = _similarity_flow(h, w, 0.0, 1.5, (2.0, 1.0))
+    store = _Store([flow])
+    mask = np.ones((1, h, w), np.uint8)
+    shift, linear = frame_similarity(store, mask)
+    np.testing.assert_allclose(linear[1], np.eye(2), atol=1e-6)
+    np.testing.assert_allclose(shift, frame_shift(store, mask), atol=1e-5)

@@ -34,16 +34,22 @@ def frame_shift(store: FlowStore, mask: np.ndarray) -> np.ndarray:
 
     store: a masks directory's flow store (every pair (i, i + 1)); mask: its uint8 [P, H, W] mask.
     """
-    t = store.num_frames
-    steps = np.zeros((t, 2), np.float64)
-    for i in range(t - 1):
+    steps = np.zeros((store.num_frames, 2), np.float64)
+    for i, flow, good in _consecutive(store, mask):
+        steps[i + 1] = np.median(flow[good], 0)
+    return (-np.cumsum(steps, 0)).astype(np.float32)
+
+
+def _consecutive(store: FlowStore, mask: np.ndarray):
+    """Yield (i, flow [H * W, 2], good bool [H * W]) for every stored pair (i, i + 1): good marks the
+    cycle-consistent pixels, or every pixel when fewer than MIN_PIXELS are."""
+    for i in range(store.num_frames - 1):
         k = store.index.get((i, i + 1))
         if k is None:
             continue
         flow = store.get(i, i + 1).reshape(-1, 2)
         good = np.asarray(mask[k]).reshape(-1) & 1 != 0
-        steps[i + 1] = np.median(flow[good] if good.sum() >= MIN_PIXELS else flow, 0)
-    return (-np.cumsum(steps, 0)).astype(np.float32)
+        yield i, flow, good if good.sum() >= MIN_PIXELS else np.ones_like(good)
 
 
 MAX_STEP_SCALE = 1.25  # a consecutive pair's fitted scale beyond [1/x, x] is not trusted: shift only
@@ -92,18 +98,15 @@ def frame_similarity(store: FlowStore, mask: np.ndarray) -> tuple[np.ndarray, np
     centred = np.stack([xs.ravel() - w / 2, ys.ravel() - h / 2], 1)
     linear = np.tile(np.eye(2), (t, 1, 1))
     shift = np.zeros((t, 2))
+    maps = {}
+    for i, flow, good in _consecutive(store, mask):
+        flow = flow[good].astype(np.float64)
+        m, step = _similarity(centred[good], centred[good] + flow)
+        if not 1 / MAX_STEP_SCALE <= np.sqrt(abs(np.linalg.det(m))) <= MAX_STEP_SCALE:
+            m, step = np.eye(2), np.median(flow, 0)
+        maps[i] = m, step
     for i in range(t - 1):
-        m, step = np.eye(2), np.zeros(2)
-        k = store.index.get((i, i + 1))
-        if k is not None:
-            flow = store.get(i, i + 1).reshape(-1, 2).astype(np.float64)
-            good = np.asarray(mask[k]).reshape(-1) & 1 != 0
-            if good.sum() < MIN_PIXELS:
-                good[:] = True
-            m, step = _similarity(centred[good], centred[good] + flow[good])
-            scale = np.sqrt(abs(np.linalg.det(m)))
-            if not 1 / MAX_STEP_SCALE <= scale <= MAX_STEP_SCALE:
-                m, step = np.eye(2), np.median(flow[good], 0)
+        m, step = maps.get(i, (np.eye(2), np.zeros(2)))
         back = linear[i] @ np.linalg.inv(m)
         linear[i + 1] = back
         shift[i + 1] = shift[i] - back @ step
