@@ -138,7 +138,7 @@ class FlowSampler:
             if self.error is not None:
                 weight = weight * self.error_weight(fi[n])
             # torch's cumsum adds in order as numpy's does (the same float64 sums), 3.5x faster
-            cdf = torch.cumsum(torch.from_numpy(weight.astype(np.float64)), 0).numpy()
+            cdf = torch.cumsum(torch.from_numpy(weight.astype(np.float64, copy=False)), 0).numpy()
             flat[n] = np.minimum(np.searchsorted(cdf, rng.random(q) * cdf[-1], side="right"), h * w - 1)
             codes[n] = m[flat[n]]
         rows, cols = flat // w, flat % w
