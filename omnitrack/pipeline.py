@@ -70,6 +70,7 @@ def render_synthetic(spec: dict, out_path: str | Path) -> None:
         seed=spec["seed"],
         num_frames=spec["num_frames"],
         size=tuple(spec["size"]),
+        parallax=float(spec.get("parallax", 0.0)),
     )
 
 

@@ -30,6 +30,13 @@ Benchmark defaults (what later work is judged on; change only with a note in the
 - motion is calibrated to TAP-Vid DAVIS: per-frame speed of visible points, 90th percentile,
   1.8–3.2% of the frame side (videos 0–7 of seed 0; DAVIS dev videos: cows 0.4%,
   car-roundabout 2.6%, dog 2.6%, motocross-jump 8.4%).
+- ``parallax`` (default 0: the benchmark above): the static scene is no longer one plane. Its
+  relative inverse depth is ``k = 1 + parallax · relief(u)``, with ``relief`` in [0, 1] a smooth
+  field of the background texture (a ground ramp below a horizon plus 2–4 bumps: posts, rocks), and
+  a background point moves with the camera's pan in proportion to k:
+  ``x = zoom · (u − u0 − k(u) · pan) + image centre`` (a translating camera: nearer points move
+  more). ``DenseTruth.inverse_depth`` gives k at every background pixel. The relief is drawn after
+  every other layer, so the objects and the camera are those of the same seed without parallax.
 - ``make_dataset(n, seed)`` names videos ``synth_000``, ``synth_001``, …; video i is rendered with
   the seed ``SeedSequence([seed, i])``.
 """
@@ -87,6 +94,60 @@ class _Layer:
         return out.reshape(local.shape[:-1])
 
 
+@dataclass
+class _ReliefLayer(_Layer):
+    """The background with depth relief (``parallax`` > 0): local point l = u − u0 goes to
+    ``zoom · (l − k(l) · pan) + image centre``, k(l) = 1 + amount · relief(l) (module docstring)."""
+
+    relief: np.ndarray | None = None  # float32 [h, w] in [0, 1], on the texture's grid
+    pan: np.ndarray | None = None  # [T, 2]
+    amount: float = 0.0
+
+    def inverse_depth(self, local: np.ndarray) -> np.ndarray:
+        """k [...] of local points [..., 2] (bilinear in the relief, clamped at its border)."""
+        h, w = self.relief.shape
+        x = np.clip(local[..., 0] + self.origin[0] - 0.5, 0, w - 1.000001)
+        y = np.clip(local[..., 1] + self.origin[1] - 0.5, 0, h - 1.000001)
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        fx, fy = x - x0, y - y0
+        r = self.relief
+        top = r[y0, x0] * (1 - fx) + r[y0, x0 + 1] * fx
+        bottom = r[y0 + 1, x0] * (1 - fx) + r[y0 + 1, x0 + 1] * fx
+        return 1.0 + self.amount * (top * (1 - fy) + bottom * fy)
+
+    def to_local(self, xy: np.ndarray, t) -> np.ndarray:
+        # the plane's inverse gives l − (k(l) − 1) · pan; solve for l by fixed-point iteration (a
+        # contraction: amount · |pan| · |grad relief| < 1 for the relief drawn in _relief)
+        plane = super().to_local(xy, t)
+        pan = self.pan[t]
+        local = plane
+        for _ in range(60):
+            step = plane + (self.inverse_depth(local) - 1.0)[..., None] * pan
+            done = np.abs(step - local).max(initial=0.0) < 1e-9
+            local = step
+            if done:
+                break
+        return local
+
+    def to_image(self, local: np.ndarray, t) -> np.ndarray:
+        extra = (self.inverse_depth(local) - 1.0)[..., None] * self.pan[t]
+        return super().to_image(local - extra, t)
+
+
+def _relief(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """float32 [h, w] in [0, 1]: a ground ramp (0 at a horizon at 35–60 % of the height, rising to
+    0.3–0.7 at the bottom) plus 2–4 Gaussian bumps (heights 0.4–1, radii 10–18 % of the side)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    horizon = rng.uniform(0.35, 0.6) * h
+    field = rng.uniform(0.3, 0.7) * np.clip((ys - horizon) / (h - horizon), 0, 1)
+    side = min(h, w)
+    for _ in range(rng.integers(2, 5)):
+        cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+        sx, sy = rng.uniform(0.10, 0.18, 2) * side
+        field += rng.uniform(0.4, 1.0) * np.exp(-0.5 * (((xs - cx) / sx) ** 2 + ((ys - cy) / sy) ** 2))
+    return np.clip(field, 0, 1).astype(np.float32)
+
+
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """float32 [h, w, 3] smooth multi-scale random texture in [0, 255]."""
     import cv2
@@ -111,7 +172,9 @@ def _smooth_wave(rng, t_norm, amplitude, cycles_range):
     return amplitude * np.sin(2 * np.pi * f * t_norm + rng.uniform(0, 2 * np.pi))
 
 
-def _build_layers(rng: np.random.Generator, num_frames: int, width: int, height: int, num_objects: int) -> list[_Layer]:
+def _build_layers(
+    rng: np.random.Generator, num_frames: int, width: int, height: int, num_objects: int, parallax: float = 0.0
+) -> list[_Layer]:
     t_norm = np.arange(num_frames) / num_frames
     side = min(width, height)
     image_centre = np.array([width / 2, height / 2])
@@ -175,6 +238,20 @@ def _build_layers(rng: np.random.Generator, num_frames: int, width: int, height:
                 centre,
                 (radius, (ex, ey), amps, phases),
             )
+        )
+    if parallax > 0:
+        # nearer points move up to (1 + parallax) x the pan: the texture must reach that far too
+        grow = int(np.ceil(parallax * np.abs(pan).max(axis=0).max())) + 2
+        tex = np.pad(background.texture, ((grow, grow), (grow, grow), (0, 0)), mode="reflect")
+        layers[0] = _ReliefLayer(
+            tex,
+            background.origin + grow,
+            zoom,
+            background.theta,
+            background.centre,
+            relief=_relief(rng, *tex.shape[:2]),
+            pan=pan,
+            amount=float(parallax),
         )
     return layers
 
@@ -263,6 +340,7 @@ def render_scene(
     num_objects: int = 3,
     num_tracks: int = 48,
     object_fraction: float = 0.5,
+    parallax: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Render one video with its full ground truth (see the module docstring).
 
@@ -271,13 +349,13 @@ def render_scene(
     (0 = background, k = object k); "front": uint8 [T,H,W] index of the layer seen at each pixel centre}.
     """
     width, height = int(size[0]), int(size[1])
-    if num_frames < 2 or width < 8 or height < 8 or num_objects < 0 or num_tracks < 1:
+    if num_frames < 2 or width < 8 or height < 8 or num_objects < 0 or num_tracks < 1 or not 0 <= parallax <= 4:
         raise ValueError(
-            f"need num_frames >= 2, size >= 8x8, num_objects >= 0, num_tracks >= 1 "
-            f"(got {num_frames}, {size}, {num_objects}, {num_tracks})"
+            f"need num_frames >= 2, size >= 8x8, num_objects >= 0, num_tracks >= 1, 0 <= parallax <= 4 "
+            f"(got {num_frames}, {size}, {num_objects}, {num_tracks}, {parallax})"
         )
     rng = np.random.default_rng(seed)
-    layers = _build_layers(rng, num_frames, width, height, num_objects)
+    layers = _build_layers(rng, num_frames, width, height, num_objects, parallax)
     video, front = _render(layers, num_frames, width, height)
     track_layer, local = _sample_tracks(rng, layers, front, num_tracks, object_fraction, width, height)
     t_idx = np.arange(num_frames)
@@ -302,10 +380,28 @@ class DenseTruth:
     settings as the video (the layers are drawn before the tracks, so they are the video's own).
     """
 
-    def __init__(self, seed: int, num_frames: int = 24, size: tuple[int, int] = (160, 160), num_objects: int = 3):
+    def __init__(
+        self,
+        seed: int,
+        num_frames: int = 24,
+        size: tuple[int, int] = (160, 160),
+        num_objects: int = 3,
+        parallax: float = 0.0,
+    ):
         self.width, self.height = int(size[0]), int(size[1])
-        self.layers = _build_layers(np.random.default_rng(seed), num_frames, self.width, self.height, num_objects)
+        rng = np.random.default_rng(seed)
+        self.layers = _build_layers(rng, num_frames, self.width, self.height, num_objects, parallax)
         self.video, self.front = _render(self.layers, num_frames, self.width, self.height)
+
+    def inverse_depth(self, i: int) -> np.ndarray:
+        """float64 [H, W]: the static scene's relative inverse depth k at each pixel centre of frame i
+        (1: the far plane; 1 everywhere without parallax), NaN where an object is in front."""
+        ys, xs = np.meshgrid(np.arange(self.height) + 0.5, np.arange(self.width) + 0.5, indexing="ij")
+        background = self.layers[0]
+        k = np.ones((self.height, self.width))
+        if isinstance(background, _ReliefLayer):
+            k = background.inverse_depth(background.to_local(np.stack([xs, ys], -1), i))
+        return np.where(self.front[i] == 0, k, np.nan)
 
     def correspond(
         self, points: np.ndarray, i: int, j: int, layer: np.ndarray | None = None
@@ -340,10 +436,11 @@ def render_video(
     num_objects: int = 3,
     num_tracks: int = 48,
     object_fraction: float = 0.5,
+    parallax: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """One video in TAP-Vid form: {"video": uint8 [T,H,W,3], "points": float32 [N,T,2] (x, y)
     normalised to [0, 1], "occluded": bool [N,T]}. size is (width, height)."""
-    scene = render_scene(seed, num_frames, size, num_objects, num_tracks, object_fraction)
+    scene = render_scene(seed, num_frames, size, num_objects, num_tracks, object_fraction, parallax)
     points = scene["tracks"] / np.array([size[0], size[1]], np.float64)
     return {"video": scene["video"], "points": np.clip(points, 0, 1).astype(np.float32), "occluded": scene["occluded"]}
 

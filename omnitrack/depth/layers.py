@@ -32,8 +32,11 @@ Output: float32 [T, H, W] in the nvp fit's depth units: the farthest layer at ``
    neighbours' depth; with an even number of values frame t's own counts twice, so the result is
    always one of the layers' depths).
 
-Not done (yet): plane-plus-parallax depth inside the static scene when the camera translates; the
-static scene is one plane at ``far``.
+5. **The static scene's relief** (``parallax`` > 0): where the camera translates, the static
+   pixels' relative inverse depth from plane plus parallax (:mod:`omnitrack.depth.parallax`, gaps
+   ``parallax_gaps``), gamma in [0, 1] (0: the farthest static surface), brings them nearer by
+   ``parallax`` x gamma (before the temporal median); frames without measurable parallax keep the
+   static scene at its layer's depth.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ DEFAULTS = {
     "gaps": [1, 2, 4],
     "margin": 0.15,
     "temporal": 2,
+    "parallax": 0.15,
+    "parallax_gaps": [4, 8],
 }
 LINK_SHARE = 0.3
 MIN_BAND = 5
@@ -246,7 +251,14 @@ def layered_depth(
     level = order_levels(votes, weights, float(cfg["margin"]))
     top = max(int(level.max()), 1)
     value = (far - (far - float(cfg["near"])) * level / top).astype(np.float32)
-    depth = temporal_median(value[layers], store, mask, int(cfg["temporal"])).astype(np.float32)
+    depth = value[layers]
+    gamma = None
+    if cfg["parallax"] > 0:
+        from omnitrack.depth.parallax import static_parallax
+
+        gamma = static_parallax(store, mask, layers == 0, {"gaps": list(cfg["parallax_gaps"])}, seed)
+        depth = depth - np.float32(cfg["parallax"]) * gamma
+    depth = temporal_median(depth, store, mask, int(cfg["temporal"])).astype(np.float32)
     if details:
-        return depth, {"layers": layers, "levels": level, "votes": votes, "weights": weights}
+        return depth, {"layers": layers, "levels": level, "votes": votes, "weights": weights, "parallax": gamma}
     return depth

@@ -9,8 +9,11 @@ the depth starts are computed from the run's masks with the configuration's ``de
 ``depth.motion.sep``), plus the workspace's own depth file (``depth/<video>.npz``) when there is one,
 and scored with :func:`omnitrack.depth.order.order_accuracy` against ``DenseTruth(...).front``: the
 share of pixel pairs ``--reach`` px apart across a true layer boundary whose depth order is right
-(ties, e.g. a constant depth, count as wrong; their share is printed too). Prints a markdown table
-(right / ties per method). Nothing in the workspace is written.
+(ties, e.g. a constant depth, count as wrong; their share is printed too). For a dataset rendered
+with ``parallax`` also ``layers`` without it (``depth.layers.parallax: 0``) and, per method, the
+order inside the static scene (:func:`omnitrack.depth.order.relief_accuracy`: pixel pairs
+``--relief-reach`` px apart whose true inverse depths differ by more than 0.05). Prints a markdown
+table (right / ties per method). Nothing in the workspace is written.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 METHODS = ("layers", "motion")
 
 
-def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach: int) -> dict:
-    """{method: order_accuracy(...)} of one video (methods of METHODS, "workspace" when a depth file exists)."""
+def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach: int, relief_reach: int = 8) -> dict:
+    """{method: order_accuracy(...)} of one video (methods of METHODS, "workspace" when a depth file
+    exists); with parallax also "layers, flat" and {method + " relief": relief_accuracy(...)}."""
     from omnitrack.data.frames import load_frames
     from omnitrack.depth.file import load_depth_file
-    from omnitrack.depth.order import order_accuracy
+    from omnitrack.depth.order import order_accuracy, relief_accuracy
     from omnitrack.depth.stage import compute_depth
     from omnitrack.flow.consistency import load_masks
     from omnitrack.tools.flow_quality import synthetic_truth
@@ -34,14 +40,21 @@ def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach
     truth = synthetic_truth(spec, video, frames_path)
     frames, _ = load_frames(frames_path)
     store, mask, _ = load_masks(workspace / "masks" / video)
-    scores = {}
-    for method in METHODS:
-        depth = compute_depth(frames, {**depth_cfg, "method": method}, masks=(store, mask), progress=False)
-        scores[method] = order_accuracy(depth, truth.front, reach)
+    relief = None
+    variants = {m: {**depth_cfg, "method": m} for m in METHODS}
+    if spec.get("parallax", 0) > 0:
+        relief = np.stack([truth.inverse_depth(i) for i in range(len(truth.front))])
+        flat = {**(depth_cfg.get("layers") or {}), "parallax": 0.0}
+        variants["layers, flat"] = {**depth_cfg, "method": "layers", "layers": flat}
+    depths = {name: compute_depth(frames, cfg, masks=(store, mask), progress=False) for name, cfg in variants.items()}
     path = workspace / "depth" / f"{video}.npz"
     if path.exists():
         depth, meta = load_depth_file(path)
-        scores[f"workspace ({meta.get('method')})"] = order_accuracy(depth, truth.front, reach)
+        depths[f"workspace ({meta.get('method')})"] = depth
+    scores = {name: order_accuracy(depth, truth.front, reach) for name, depth in depths.items()}
+    if relief is not None:
+        for name, depth in depths.items():
+            scores[f"{name} relief"] = relief_accuracy(depth, relief, relief_reach)
     return scores
 
 
@@ -51,12 +64,13 @@ def main(argv=None) -> int:
     ap.add_argument("--configfile", type=Path, nargs="*", default=[], help="merged over config.yaml, as the run")
     ap.add_argument("--videos", nargs="*", help="default: every video of the workspace")
     ap.add_argument("--reach", type=int, default=2, help="px between the two pixels of a boundary pair")
+    ap.add_argument("--relief-reach", type=int, default=8, help="px between the two pixels of a static pair")
     ap.add_argument("--csv", type=Path, help="also write the table here")
     args = ap.parse_args(argv)
 
     from omnitrack.errors import InputError
     from omnitrack.io import read_json
-    from omnitrack.tools.flow_quality import _config
+    from omnitrack.workflow.config import run_config
 
     manifest_path = args.workspace / "manifest.json"
     manifest = read_json(manifest_path)
@@ -64,7 +78,7 @@ def main(argv=None) -> int:
         raise InputError(
             manifest_path, f"is a {manifest.get('kind')} dataset; the true layer map exists only for synthetic datasets"
         )
-    config = _config(args.configfile)
+    config = run_config(args.workspace, args.configfile)
     spec = (config.get("datasets") or {}).get(manifest["dataset"])
     if spec is None:
         raise InputError(
@@ -75,7 +89,7 @@ def main(argv=None) -> int:
     depth_cfg = dict(config.get("depth") or {})
     rows = []
     for video in args.videos or manifest["videos"]:
-        scores = video_scores(args.workspace, video, spec, depth_cfg, args.reach)
+        scores = video_scores(args.workspace, video, spec, depth_cfg, args.reach, args.relief_reach)
         row = {"video": video, "pairs": next(iter(scores.values()))["pairs"]}
         for method, s in scores.items():
             row[f"{method} right"], row[f"{method} ties"] = round(s["correct"], 3), round(s["ties"], 3)

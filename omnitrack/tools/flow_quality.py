@@ -46,7 +46,9 @@ def synthetic_truth(spec: dict, video: str, frames_path: Path):
     from omnitrack.errors import InputError
 
     index = int(video.rsplit("_", 1)[1])
-    truth = DenseTruth(video_seed(spec["seed"], index), spec["num_frames"], tuple(spec["size"]))
+    truth = DenseTruth(
+        video_seed(spec["seed"], index), spec["num_frames"], tuple(spec["size"]), parallax=spec.get("parallax", 0.0)
+    )
     frames, _ = load_frames(frames_path)
     if frames.shape != truth.video.shape or not np.array_equal(frames, truth.video):
         raise InputError(

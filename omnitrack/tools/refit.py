@@ -19,7 +19,8 @@ The depth the fit starts from (``--depth``; the record's "depth" says which):
 - ``layers``, ``motion``, ``none``, ``depth_anything_v2``: computed now by that method from the run's
   frames and masks, with the ``depth`` settings of the run's configuration;
 - ``layers-truth`` (synthetic workspaces only): the renderer's true layer map as depth (1.0, 0.85,
-  0.70, 0.55 by layer: omnitrack.depth.order.layer_map_depth), the upper bound for ``layers``;
+  0.70, 0.55 by layer: omnitrack.depth.order.layer_map_depth; with ``parallax``, the static scene
+  from 1.0 to 0.85 by its true inverse depth), the upper bound for ``layers``;
 - ``fit``: no depth file, the fit's own start (``nvp.motion_init_sep``, constant when 0): how refits
   ran before the depth stage.
 
@@ -71,6 +72,8 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
 
     frames_path = workspace / "frames" / f"{video}.npz"
     if how == "layers-truth":
+        import numpy as np
+
         from omnitrack.depth.order import layer_map_depth
         from omnitrack.io import read_json
         from omnitrack.tools.flow_quality import synthetic_truth
@@ -83,7 +86,11 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
                 "--depth layers-truth needs a synthetic dataset of the "
                 "run's configuration (its config.yaml merged with --configfile)",
             )
-        return layer_map_depth(synthetic_truth(spec, video, frames_path).front)
+        truth = synthetic_truth(spec, video, frames_path)
+        relief = None
+        if spec.get("parallax", 0) > 0:
+            relief = np.stack([truth.inverse_depth(i) for i in range(len(truth.front))])
+        return layer_map_depth(truth.front, inverse_depth=relief)
     from omnitrack.depth.stage import NEEDS_MASKS, compute_depth
     from omnitrack.flow.consistency import load_masks
 
