@@ -109,3 +109,30 @@ def test_relief_accuracy_and_truth_depth_with_relief():
     assert flat["correct"] == 0.0 and flat["ties"] == 1.0
     reversed_ = relief_accuracy(2 - depth, k, reach=1, min_diff=0.1)
     assert reversed_["correct"] == 0.0 and reversed_["ties"] == 0.0
+
+
+def test_layered_depth_carries_the_static_relief(tmp_path):
+    """The layers method on exact flows and masks of a relief video: with ``parallax`` the static pixels'
+    depth order follows their true inverse depth; with 0 the static scene is one plane (all ties)."""
+    from omnitrack.depth.layers import layered_depth
+    from omnitrack.flow.store import FlowWriter
+    from omnitrack.model.inputs import load_masks
+
+    t, (w, h) = 16, (96, 96)
+    truth = DenseTruth(video_seed(0, 1), t, (w, h), parallax=2.0)
+    pairs = [(i, i + s * g) for i in range(t) for g in (1, 2, 4, 8) for s in (-1, 1) if 0 <= i + s * g < t]
+    masks = np.zeros((len(pairs), h, w), np.uint8)
+    with FlowWriter(tmp_path / "masks", pairs, t, h, w, meta={"masks": {"exact": True}}) as writer:
+        for k, (i, j) in enumerate(pairs):
+            flow, _ = _truth_flow(truth, i, j)
+            pos, occluded, _ = truth.dense(i, j)
+            masks[k] = ((pos >= 0) & (pos < [w, h])).all(-1) & ~occluded
+            writer.put(k, flow.astype(np.float32))
+    np.save(tmp_path / "masks" / "mask.npy", masks)
+    np.save(tmp_path / "masks" / "counts.npy", np.zeros((t, h, w), np.uint16))
+    store, mask, _ = load_masks(tmp_path / "masks", t, h, w)
+    inverse_depth = np.stack([truth.inverse_depth(i) for i in range(t)])
+    relief = relief_accuracy(layered_depth(store, mask, {"parallax": 0.15}, seed=0), inverse_depth)
+    assert relief["correct"] > 0.75 and relief["ties"] < 0.15, relief
+    flat = relief_accuracy(layered_depth(store, mask, {"parallax": 0.0}, seed=0), inverse_depth)
+    assert flat["ties"] == 1.0
