@@ -63,6 +63,32 @@ def test_flow_quality_tool_scores_the_training_flows(finished_run, tmp_path):
     assert (masks.objects_coverage.drop("all") > 0.2).all()
 
 
+def test_depth_order_tool_scores_the_run_against_the_true_layers(finished_run, tmp_path):
+    """The depth-order table of the run (one row per video and the mean): the depth stage's files score
+    as the layers method recomputed with the run's settings (they are the same depth)."""
+    from omnitrack.tools.depth_order import main
+
+    csv = tmp_path / "order.csv"
+    assert (
+        main(
+            [
+                str(finished_run / "results/synthetic"),
+                "--configfile",
+                str(finished_run / "config.yaml"),
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(csv).set_index("video")
+    assert list(table.index) == ["synth_000", "synth_001", "**mean**"]
+    assert (table["workspace (layers) right"] == table["layers right"]).all()
+    for method in ("layers", "motion"):
+        assert table[f"{method} right"].between(0, 1).all() and table[f"{method} ties"].between(0, 1).all()
+    assert (table["layers right"] + table["layers ties"] <= 1.0001).all()
+
+
 def test_second_run_does_nothing(finished_run):
     out = snakemake(finished_run)
     assert "Nothing to be done" in out.stdout + out.stderr
