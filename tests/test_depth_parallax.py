@@ -131,7 +131,7 @@ def test_layered_depth_carries_the_static_relief(tmp_path):
     np.save(tmp_path / "masks" / "mask.npy", masks)
     np.save(tmp_path / "masks" / "counts.npy", np.zeros((t, h, w), np.uint16))
     store, mask, _ = load_masks(tmp_path / "masks", t, h, w)
-    inverse_depth = np.stack([truth.inverse_depth(i) for i in range(t)])
+    inverse_depth = truth.inverse_depths()
     relief = relief_accuracy(layered_depth(store, mask, {"parallax": 0.15}, seed=0), inverse_depth)
     assert relief["correct"] > 0.75 and relief["ties"] < 0.15, relief
     flat = relief_accuracy(layered_depth(store, mask, {"parallax": 0.0}, seed=0), inverse_depth)

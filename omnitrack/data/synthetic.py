@@ -403,6 +403,10 @@ class DenseTruth:
             k = background.inverse_depth(background.to_local(np.stack([xs, ys], -1), i))
         return np.where(self.front[i] == 0, k, np.nan)
 
+    def inverse_depths(self) -> np.ndarray:
+        """float64 [T, H, W]: :meth:`inverse_depth` of every frame."""
+        return np.stack([self.inverse_depth(i) for i in range(len(self.front))])
+
     def correspond(
         self, points: np.ndarray, i: int, j: int, layer: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

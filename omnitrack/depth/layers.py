@@ -63,7 +63,7 @@ MIN_BAND = 5
 EVIDENCE = "labels"
 
 
-def _targets(flow: np.ndarray):
+def flow_targets(flow: np.ndarray):
     """flow [H, W, 2] -> (rows, cols) int of the pixel each pixel centre lands on, inside bool [H, W]."""
     h, w = flow.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
@@ -109,7 +109,7 @@ def link_layers(labels: np.ndarray, store: FlowStore, mask: np.ndarray) -> np.nd
         k = store.index.get((i, i + 1))
         if k is None:
             continue
-        row, col, inside = _targets(store.get(i, i + 1))
+        row, col, inside = flow_targets(store.get(i, i + 1))
         src = labels[i]
         sel = (src > 0) & inside & ((np.asarray(mask[k]) & 1) > 0)
         dst = labels[i + 1][row[sel], col[sel]]
@@ -146,7 +146,7 @@ def occlusion_votes(layers: np.ndarray, store: FlowStore, mask: np.ndarray, band
             width = band * abs(i - j)
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
             grown = {a: cv2.dilate((layers[i] == a).astype(np.uint8), kernel) > 0 for a in present}
-            row, col, inside = _targets(store.get(i, j))
+            row, col, inside = flow_targets(store.get(i, j))
             occluded = ((np.asarray(mask[k]) & 1) == 0) & inside
             landed = layers[j][row, col]
             for x, a in enumerate(present):
@@ -216,7 +216,7 @@ def temporal_median(depth: np.ndarray, store: FlowStore, mask: np.ndarray, reach
             p = store.index.get((i, k))
             if k == i or p is None:
                 continue
-            row, col, inside = _targets(store.get(i, k))
+            row, col, inside = flow_targets(store.get(i, k))
             sample = depth[k][row, col].astype(np.float32)
             sample[~(inside & ((np.asarray(mask[p]) & 1) > 0))] = np.nan
             stack.append(sample)

@@ -43,45 +43,32 @@ def layer_map_depth(front: np.ndarray, levels=LEVELS, inverse_depth=None, relief
 def order_accuracy(depth: np.ndarray, front: np.ndarray, reach: int = 2) -> dict:
     """-> {"pairs": n, "correct": share right, "ties": share equal} over the boundary pairs of
     ``front`` [T, H, W] (see the module docstring); depth [T, H, W] in any units where nearer = smaller."""
-    depth = np.asarray(depth, np.float64)
-    front = np.asarray(front).astype(np.int64)
-    if depth.shape != front.shape:
-        raise ValueError(f"depth {depth.shape} and layer map {front.shape} differ in shape")
-    pairs = correct = ties = 0
-    for dy, dx in ((0, reach), (reach, 0)):
-        h, w = front.shape[1] - dy, front.shape[2] - dx
-        fa, fb = front[:, :h, :w], front[:, dy:, dx:]
-        da, db = depth[:, :h, :w], depth[:, dy:, dx:]
-        boundary = fa != fb
-        diff = (db - da)[boundary]  # > 0 when a is nearer
-        want = np.sign(fa - fb)[boundary]
-        pairs += int(boundary.sum())
-        correct += int(((np.abs(diff) > TIE) & (np.sign(diff) == want)).sum())
-        ties += int((np.abs(diff) <= TIE).sum())
-    return {
-        "pairs": pairs,
-        "correct": correct / pairs if pairs else float("nan"),
-        "ties": ties / pairs if pairs else float("nan"),
-    }
+    return _pair_order(depth, np.asarray(front).astype(np.int64), reach, 0.0, "layer map")
 
 
 def relief_accuracy(depth: np.ndarray, inverse_depth: np.ndarray, reach: int = 8, min_diff: float = 0.05) -> dict:
     """-> {"pairs", "correct", "ties"} over the static pixel pairs ``reach`` px apart (horizontally or
     vertically) whose true inverse depths [T, H, W] (NaN off the static scene) differ by more than
     ``min_diff``; right: the larger inverse depth has the strictly smaller depth."""
+    return _pair_order(depth, inverse_depth, reach, min_diff, "inverse depth")
+
+
+def _pair_order(depth: np.ndarray, nearness: np.ndarray, reach: int, min_diff: float, name: str) -> dict:
+    """The order measure over pixel pairs ``reach`` px apart (horizontally or vertically) whose true
+    ``nearness`` [T, H, W] (larger = nearer; NaN: not scored) differs by more than ``min_diff``."""
     depth = np.asarray(depth, np.float64)
-    k = np.asarray(inverse_depth, np.float64)
-    if depth.shape != k.shape:
-        raise ValueError(f"depth {depth.shape} and inverse depth {k.shape} differ in shape")
+    near = np.asarray(nearness, np.float64)
+    if depth.shape != near.shape:
+        raise ValueError(f"depth {depth.shape} and {name} {near.shape} differ in shape")
     pairs = correct = ties = 0
     for dy, dx in ((0, reach), (reach, 0)):
-        h, w = k.shape[1] - dy, k.shape[2] - dx
-        ka, kb = k[:, :h, :w], k[:, dy:, dx:]
+        h, w = near.shape[1] - dy, near.shape[2] - dx
+        na, nb = near[:, :h, :w], near[:, dy:, dx:]
         da, db = depth[:, :h, :w], depth[:, dy:, dx:]
         with np.errstate(invalid="ignore"):
-            sel = np.abs(ka - kb) > min_diff  # False where either is NaN
+            sel = np.abs(na - nb) > min_diff  # False where either is NaN
         diff = (db - da)[sel]  # > 0 when a is nearer
-        want = np.sign(ka - kb)[sel]
+        want = np.sign(na - nb)[sel]
         pairs += int(sel.sum())
         correct += int(((np.abs(diff) > TIE) & (np.sign(diff) == want)).sum())
         ties += int((np.abs(diff) <= TIE).sum())

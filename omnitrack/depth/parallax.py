@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnitrack.flow.store import FlowStore
+from omnitrack.interp import pixel_centres
 
 DEFAULTS = {"gaps": [4, 8], "tol": 1.0, "min_share": 0.05, "quantile": 0.99, "samples": 2000, "pose_samples": 500}
 MIN_POINTS = 50
@@ -48,8 +49,25 @@ FOCAL = 0.87  # x the larger side: a 60 degree field of view, the guess for the 
 
 
 def _grid(h: int, w: int) -> np.ndarray:
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
-    return np.stack([xs.ravel(), ys.ravel()], 1)
+    """float64 [H * W, 2]: the (x, y) pixel centres, row-major."""
+    return pixel_centres(h, w).reshape(-1, 2).astype(np.float64)
+
+
+def _homogeneous(xy: np.ndarray) -> np.ndarray:
+    """[M, 2] -> [M, 3] with a last coordinate of 1."""
+    return np.concatenate([xy, np.ones((len(xy), 1))], 1)
+
+
+def _along(src: np.ndarray, dst: np.ndarray, hmat: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """w [M] with dst ~ hmat src + w e (homogeneous; least squares in dst x (.) = 0), src, dst [M, 2]."""
+    q = _homogeneous(dst)
+    qe, qh = np.cross(q, e[None]), np.cross(q, _homogeneous(src) @ hmat.T)
+    return -(qh * qe).sum(1) / np.maximum((qe * qe).sum(1), 1e-12)
+
+
+def _design(xy: np.ndarray) -> np.ndarray:
+    """[M, 2] -> [M, 3]: 1, x, y (scaled to ~1) for the plane fits."""
+    return np.concatenate([np.ones((len(xy), 1)), xy / max(np.abs(xy).max(), 1.0)], 1)
 
 
 def projective_depth(src: np.ndarray, dst: np.ndarray, fmat: np.ndarray) -> np.ndarray:
@@ -60,14 +78,7 @@ def projective_depth(src: np.ndarray, dst: np.ndarray, fmat: np.ndarray) -> np.n
     e = vt[-1]
     e = e / np.linalg.norm(e)
     cross = np.array([[0, -e[2], e[1]], [e[2], 0, -e[0]], [-e[1], e[0], 0]])
-    h0 = cross @ fmat
-    one = np.ones((len(src), 1))
-    p = np.concatenate([src, one], 1)
-    q = np.concatenate([dst, one], 1)
-    hp = p @ h0.T
-    qe = np.cross(q, e[None])
-    qh = np.cross(q, hp)
-    rho = -(qh * qe).sum(1) / np.maximum((qe * qe).sum(1), 1e-12)
+    rho = _along(src, dst, cross @ fmat, e)
     if abs(e[2]) > 1e-12:  # a finite epipole: the direction is unknown within NEAR_EPIPOLE px of it
         rho[np.linalg.norm(dst - e[:2] / e[2], axis=1) < NEAR_EPIPOLE] = np.nan
     return rho
@@ -87,17 +98,12 @@ def metric_inverse_depth(src: np.ndarray, dst: np.ndarray, size: tuple[int, int]
     if emat is None or emat.shape != (3, 3):
         return None
     _, rot, t, _ = cv2.recoverPose(emat, src, dst, k, mask=inl)
-    one = np.ones((len(src), 1))
-    p, q = np.concatenate([src, one], 1), np.concatenate([dst, one], 1)
-    e = (k @ t).ravel()
-    qe, qh = np.cross(q, e[None]), np.cross(q, p @ (k @ rot @ np.linalg.inv(k)).T)
-    return -(qh * qe).sum(1) / np.maximum((qe * qe).sum(1), 1e-12)
+    return _along(src, dst, k @ rot @ np.linalg.inv(k), (k @ t).ravel())
 
 
 def sampson(src: np.ndarray, dst: np.ndarray, fmat: np.ndarray) -> np.ndarray:
     """The Sampson distance [M] (px, first order) of each pair src, dst [M, 2] from dst^T F src = 0."""
-    one = np.ones((len(src), 1))
-    p, q = np.concatenate([src, one], 1), np.concatenate([dst, one], 1)
+    p, q = _homogeneous(src), _homogeneous(dst)
     fp, ftq = p @ fmat.T, q @ fmat
     num = (q * fp).sum(1)
     den = fp[:, 0] ** 2 + fp[:, 1] ** 2 + ftq[:, 0] ** 2 + ftq[:, 1] ** 2
@@ -168,7 +174,7 @@ def pair_parallax(flow: np.ndarray, use: np.ndarray, cfg: dict, rng: np.random.G
 def lower_plane(xy: np.ndarray, value: np.ndarray, share: float = 0.2, rounds: int = 6) -> np.ndarray:
     """An affine a + b x + c y under the lowest ``share`` of ``value`` [M] (finite) at xy [M, 2] (the
     farthest surface: inverse depth = rho + an affine function of the pixel, module docstring) -> [M]."""
-    design = np.concatenate([np.ones((len(xy), 1)), xy / max(np.abs(xy).max(), 1.0)], 1)
+    design = _design(xy)
     keep = np.ones(len(value), bool)
     for _ in range(rounds):
         coef, *_ = np.linalg.lstsq(design[keep], value[keep], rcond=None)
@@ -180,7 +186,7 @@ def lower_plane(xy: np.ndarray, value: np.ndarray, share: float = 0.2, rounds: i
 def _detrend(xy: np.ndarray, value: np.ndarray) -> np.ndarray:
     """value [M] (finite) at xy [M, 2] minus its least-squares plane a + b x + c y: the part of rho that
     depends on the pair's reference plane (and of the metric inverse depth, the guessed focal's error)."""
-    design = np.concatenate([np.ones((len(xy), 1)), xy / max(np.abs(xy).max(), 1.0)], 1)
+    design = _design(xy)
     coef, *_ = np.linalg.lstsq(design, value, rcond=None)
     return value - design @ coef
 
@@ -232,10 +238,11 @@ def static_parallax(
 ) -> np.ndarray:
     """gamma float32 [T, H, W] in [0, 1] of the static pixels (``static`` bool [T, H, W]); 0 elsewhere
     and where no pair measures it (module docstring)."""
+    from omnitrack.depth.layers import flow_targets
+
     cfg = {**DEFAULTS, **(cfg or {})}
     rng = np.random.default_rng(seed)
     t, h, w = static.shape
-    grid = _grid(h, w).reshape(h, w, 2)
     frame_maps: list[np.ndarray | None] = []
     frame_votes: list[float] = []
     for i in range(t):
@@ -245,8 +252,7 @@ def static_parallax(
             if k is None:
                 continue
             flow = store.get(i, j)
-            x = grid + flow
-            inside = (x[..., 0] >= 0) & (x[..., 0] < w) & (x[..., 1] >= 0) & (x[..., 1] < h)
+            inside = flow_targets(flow)[2]
             got = pair_rho(flow, static[i] & ((np.asarray(mask[k]) & 1) > 0) & inside, cfg, rng)
             if got is not None:
                 maps.append(_standard(got[0]))
@@ -265,8 +271,8 @@ def static_parallax(
             k = store.index.get((i, j))
             if k is None or frame_maps[i] is None or frame_maps[j] is None:
                 continue
-            col, row = np.floor(grid + store.get(i, j)).astype(np.int64).transpose(2, 0, 1)
-            ok = ((np.asarray(mask[k]) & 1) > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+            row, col, inside = flow_targets(store.get(i, j))
+            ok = ((np.asarray(mask[k]) & 1) > 0) & inside
             there = np.full((h, w), np.nan)
             there[ok] = frame_maps[j][row[ok], col[ok]]
             corr[i, j] = corr[j, i] = _corr(frame_maps[i], there)

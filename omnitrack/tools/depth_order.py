@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 METHODS = ("layers", "motion")
 
 
@@ -43,7 +41,7 @@ def video_scores(workspace: Path, video: str, spec: dict, depth_cfg: dict, reach
     relief = None
     variants = {m: {**depth_cfg, "method": m} for m in METHODS}
     if spec.get("parallax", 0) > 0:
-        relief = np.stack([truth.inverse_depth(i) for i in range(len(truth.front))])
+        relief = truth.inverse_depths()
         flat = {**(depth_cfg.get("layers") or {}), "parallax": 0.0}
         variants["layers, flat"] = {**depth_cfg, "method": "layers", "layers": flat}
     depths = {name: compute_depth(frames, cfg, masks=(store, mask), progress=False) for name, cfg in variants.items()}

@@ -72,8 +72,6 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
 
     frames_path = workspace / "frames" / f"{video}.npz"
     if how == "layers-truth":
-        import numpy as np
-
         from omnitrack.depth.order import layer_map_depth
         from omnitrack.io import read_json
         from omnitrack.tools.flow_quality import synthetic_truth
@@ -87,10 +85,7 @@ def depth_start(workspace: Path, video: str, how: str, config: dict, depth_dir: 
                 "run's configuration (its config.yaml merged with --configfile)",
             )
         truth = synthetic_truth(spec, video, frames_path)
-        relief = None
-        if spec.get("parallax", 0) > 0:
-            relief = np.stack([truth.inverse_depth(i) for i in range(len(truth.front))])
-        return layer_map_depth(truth.front, inverse_depth=relief)
+        return layer_map_depth(truth.front, inverse_depth=truth.inverse_depths())  # no relief: k = 1
     from omnitrack.depth.stage import NEEDS_MASKS, compute_depth
     from omnitrack.flow.consistency import load_masks
 
