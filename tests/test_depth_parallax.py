@@ -136,3 +136,21 @@ def test_layered_depth_carries_the_static_relief(tmp_path):
     assert relief["correct"] > 0.75 and relief["ties"] < 0.15, relief
     flat = relief_accuracy(layered_depth(store, mask, {"parallax": 0.0}, seed=0), inverse_depth)
     assert flat["ties"] == 1.0
+
+
+def test_refit_true_layers_carry_the_true_relief(tmp_path):
+    """``refit --depth layers-truth`` on a dataset with relief: the static scene from 1.0 (far plane)
+    towards 0.85 by its true inverse depth; objects at their layer's depth."""
+    from omnitrack.data.frames import save_frames
+    from omnitrack.io import write_json
+    from omnitrack.tools.refit import depth_start
+
+    spec = {"kind": "synthetic", "num_videos": 1, "num_frames": 6, "size": [48, 40], "seed": 0, "parallax": 2.0}
+    truth = DenseTruth(video_seed(0, 0), 6, (48, 40), parallax=2.0)
+    write_json(tmp_path / "manifest.json", {"dataset": "px", "kind": "synthetic", "videos": ["synth_000"]})
+    save_frames(tmp_path / "frames" / "synth_000.npz", truth.video, {})
+    depth = depth_start(tmp_path, "synth_000", "layers-truth", {"datasets": {"px": spec}})
+    np.testing.assert_array_equal(depth, layer_map_depth(truth.front, inverse_depth=truth.inverse_depths()))
+    static = truth.front == 0
+    assert depth[static].min() == pytest.approx(0.85) and depth[static].max() > 0.99
+    assert relief_accuracy(depth, truth.inverse_depths(), reach=2)["correct"] == 1.0
