@@ -187,3 +187,18 @@ def test_bf16_raft_on_such_a_cpu_warns(tmp_path, small_weights, monkeypatch):
     raft = {"weights": small_weights, "small": True, "iters": 2, "precision": "bf16"}
     with pytest.warns(UserWarning, match="no native bfloat16 .*set flow.raft.precision: fp32"):
         compute.compute_flows(frames, tmp_path / "vid", "raft", window=1, device="cpu", progress=False, raft=raft)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(tmp_path, small_weights, monkeypatch):
+    import omnitrack.flow.compute as compute
+
+    frames = np.stack([moving_texture(64, (1.0 * t, 0.0), seed=3) for t in range(2)])
+    raft = {"weights": small_weights, "small": True, "iters": 2, "precision": "auto"}
+    for native, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(compute, "cpu_has_bf16", lambda native=native: native)
+        assert compute.resolve_precision("auto", "cpu") == expected
+        out = tmp_path / expected
+        compute.compute_flows(frames, out, "raft", window=1, device="cpu", progress=False, raft=raft)
+        assert FlowStore(out).meta["precision"] == expected
+    assert compute.resolve_precision("auto", "cuda") == "fp32"
+    assert compute.resolve_precision("bf16", "cuda") == "bf16"
