@@ -156,3 +156,39 @@ def test_refit_depth_starts_name_what_is_missing(tmp_path):
     assert depth_start(tmp_path, "v", "fit", {}) is None
     np.save(tmp_path / "v.npy", np.ones((2, 4, 4), np.float32))
     assert depth_start(tmp_path, "v", "workspace", {}, depth_dir=tmp_path).shape == (2, 4, 4)
+
+
+def test_following_the_static_scene_keeps_it_when_an_object_fills_the_frame(tmp_path):
+    """A disc moving left and approaching the camera grows from 13 % to 89 % of the frame over a background moving
+    right (like a camera following a jumping motorbike): each frame's largest consensus is the disc in the last
+    frames, the static scene followed from frame 0 stays the background."""
+    from omnitrack.flow.store import FlowStore, FlowWriter, window_pairs
+    from omnitrack.interp import pixel_centres
+    from omnitrack.model.motion_init import independence
+
+    t, size = 8, 64
+    xy = pixel_centres(size, size)
+
+    def radius(i):
+        return size * (0.2 + 0.05 * i)
+
+    def centre(i):
+        return np.float32([size / 2 - i, size / 2 + 0.5 * i])
+
+    def disc(i):
+        return np.linalg.norm(xy - centre(i), axis=-1) < radius(i)
+
+    pairs = window_pairs(t, 2)
+    with FlowWriter(tmp_path / "m", pairs, t, size, size, meta={}) as writer:
+        for k, (i, j) in enumerate(pairs):
+            grow = centre(j) - centre(i) + (xy - centre(i)) * (radius(j) / radius(i) - 1)  # it approaches
+            writer.put(k, np.where(disc(i)[..., None], grow, np.float32([3.0, 0.0]) * (j - i)).astype(np.float32))
+    mask = np.ones((len(pairs), size, size), np.uint8)
+    cfg = {"motion_init_samples": 2000, "motion_init_thresh": 1.0}
+    store = FlowStore(tmp_path / "m")
+    plain = independence(store, mask, cfg, np.random.default_rng(0))
+    follow = independence(store, mask, cfg, np.random.default_rng(0), follow=True)
+    for i in range(t):
+        inner, outer = disc(i), ~disc(i)
+        assert (follow[i][inner] > 0.5).mean() > 0.95 and (follow[i][outer] <= 0.5).mean() > 0.95, i
+    assert (plain[-1][disc(t - 1)] <= 0.5).mean() > 0.95  # without following, the disc is the static scene

@@ -6,7 +6,9 @@ Output: float32 [T, H, W] in the nvp fit's depth units: the farthest layer at ``
 
 1. **Segmentation** (per frame): the homography test of :mod:`omnitrack.model.motion_init`
    (``independence``: the share of the partners t +- 1, t +- 2 whose flow misses a RANSAC homography
-   of the reliable flow by more than ``thresh`` px per frame of gap). Pixels with a share > 0.5 are
+   of the reliable flow by more than ``thresh`` px per frame of gap; with ``follow``, frame t's
+   homographies are fitted to the pixels that were static in frame t - 1, so that the static scene
+   stays the background where an object fills most of a frame). Pixels with a share > 0.5 are
    "moving"; a 3x3 opening removes speckle; connected components smaller than ``min_area`` (share of
    the frame) are dropped. Everything else is the static scene (one layer, the dominant motion).
 2. **Layers through time**: a component of frame t is linked to the component of frame t + 1 that
@@ -49,6 +51,7 @@ from omnitrack.flow.store import FlowStore
 DEFAULTS = {
     "near": 0.7,
     "thresh": 1.0,
+    "follow": True,
     "samples": 2000,
     "min_area": 0.002,
     "band": 2,
@@ -247,6 +250,7 @@ def layered_depth(
         mask,
         {"motion_init_samples": cfg["samples"], "motion_init_thresh": cfg["thresh"]},
         np.random.default_rng(seed),
+        follow=bool(cfg["follow"]),
     )
     layers = link_layers(segment(score, float(cfg["min_area"])), store, mask)
     votes, weights = occlusion_votes(layers, store, mask, int(cfg["band"]), tuple(cfg["gaps"]))

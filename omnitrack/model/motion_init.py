@@ -22,9 +22,37 @@ import numpy as np
 from omnitrack.flow.store import FlowStore
 from omnitrack.model.depth import resize_area
 
+MIN_FOLLOW = 64
 
-def independence(store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.Generator) -> np.ndarray:
-    """-> float32 [T, H, W] in [0, 1]: fraction of nearby partners whose flow departs from the dominant motion."""
+
+def _still_static(store: FlowStore, mask: np.ndarray, previous: np.ndarray, i: int) -> np.ndarray | None:
+    """bool [H * W]: frame i's pixels that land, through the reliable flow i -> i - 1, on a pixel of
+    frame i - 1 with an independence share <= 0.5, or nowhere (outside, or no reliable flow);
+    None without that flow."""
+    from omnitrack.depth.layers import flow_targets
+
+    k = store.index.get((i, i - 1))
+    if k is None:
+        return None
+    row, col, inside = flow_targets(store.get(i, i - 1))
+    seen = inside & ((np.asarray(mask[k]) & 1) > 0)
+    static = previous.reshape(store.height, store.width)[row, col] <= 0.5
+    return (~seen | static).reshape(-1)
+
+
+def independence(
+    store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.Generator, follow: bool = False
+) -> np.ndarray:
+    """-> float32 [T, H, W] in [0, 1]: fraction of nearby partners whose flow departs from the dominant motion.
+
+    With ``follow``, the dominant motion is the static scene's as followed through the video: frame
+    i's homographies are fitted only to pixels that were static (share <= 0.5) in frame i - 1, where
+    the reliable flow i -> i - 1 takes them, and to pixels it does not take anywhere (newly seen).
+    Without it, each frame's largest consensus wins: where a moving object fills most of a frame
+    (a camera following a jumping motorbike), the object becomes the "static" scene in those frames
+    and the background the "moving" one. Frames with fewer than ``MIN_FOLLOW`` such pixels fall back
+    to all reliable pixels.
+    """
     import cv2
 
     t, h, w = store.num_frames, store.height, store.width
@@ -34,12 +62,16 @@ def independence(store: FlowStore, mask: np.ndarray, cfg: dict, rng: np.random.G
     partners = np.zeros(t, np.float32)
     n = int(cfg["motion_init_samples"])
     for i in range(t):
+        allowed = _still_static(store, mask, votes[i - 1] / max(partners[i - 1], 1), i) if follow and i else None
         for j in (i - 1, i + 1, i - 2, i + 2):
             k = store.index.get((i, j))
             if k is None:
                 continue
             flow = store.get(i, j).reshape(-1, 2)
-            good = np.nonzero(np.asarray(mask[k]).reshape(-1) & 1)[0]
+            reliable = np.asarray(mask[k]).reshape(-1) & 1
+            good = np.nonzero(reliable)[0]
+            if allowed is not None and np.count_nonzero(reliable & allowed) >= MIN_FOLLOW:
+                good = np.nonzero(reliable & allowed)[0]
             if good.size < 8:
                 continue
             pick = good[rng.integers(0, good.size, min(n, good.size))]
