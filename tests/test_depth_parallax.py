@@ -134,7 +134,9 @@ def test_layered_depth_carries_the_static_relief(tmp_path):
     inverse_depth = truth.inverse_depths()
     relief = relief_accuracy(layered_depth(store, mask, {"parallax": 0.15}, seed=0), inverse_depth)
     assert relief["correct"] > 0.75 and relief["ties"] < 0.15, relief
-    flat = relief_accuracy(layered_depth(store, mask, {"parallax": 0.0}, seed=0), inverse_depth)
+    # without the relief the static scene is one plane; (with ``follow`` 0.8 % of the static pixels,
+    # the near ramp where its parallax exceeds the homography tolerance, join a moving layer)
+    flat = relief_accuracy(layered_depth(store, mask, {"parallax": 0.0, "follow": False}, seed=0), inverse_depth)
     assert flat["ties"] == 1.0
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnitrack.flow.store import FlowStore
+from omnitrack.interp import flow_targets
 
 DEFAULTS = {
     "near": 0.7,
@@ -64,17 +65,6 @@ DEFAULTS = {
 LINK_SHARE = 0.3
 MIN_BAND = 5
 EVIDENCE = "labels"
-
-
-def flow_targets(flow: np.ndarray):
-    """flow [H, W, 2] -> (rows, cols) int of the pixel each pixel centre lands on, inside bool [H, W]."""
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    x, y = xs + flow[..., 0], ys + flow[..., 1]
-    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    col = np.clip(np.floor(x).astype(np.int64), 0, w - 1)
-    row = np.clip(np.floor(y).astype(np.int64), 0, h - 1)
-    return row, col, inside
 
 
 def segment(score: np.ndarray, min_area: float) -> np.ndarray:

@@ -238,7 +238,7 @@ def static_parallax(
 ) -> np.ndarray:
     """gamma float32 [T, H, W] in [0, 1] of the static pixels (``static`` bool [T, H, W]); 0 elsewhere
     and where no pair measures it (module docstring)."""
-    from omnitrack.depth.layers import flow_targets
+    from omnitrack.interp import flow_targets
 
     cfg = {**DEFAULTS, **(cfg or {})}
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ def _still_static(store: FlowStore, mask: np.ndarray, previous: np.ndarray, i: i
     """bool [H * W]: frame i's pixels that land, through the reliable flow i -> i - 1, on a pixel of
     frame i - 1 with an independence share <= 0.5, or nowhere (outside, or no reliable flow);
     None without that flow."""
-    from omnitrack.depth.layers import flow_targets
+    from omnitrack.interp import flow_targets
 
     k = store.index.get((i, i - 1))
     if k is None:
