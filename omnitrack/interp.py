@@ -60,8 +60,8 @@ def pixel_centres(height: int, width: int) -> np.ndarray:
 def flow_targets(flow: np.ndarray):
     """flow [H, W, 2] -> (rows, cols) int of the pixel each pixel centre lands on, inside bool [H, W]."""
     h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    x, y = xs + flow[..., 0], ys + flow[..., 1]
+    centres = pixel_centres(h, w)
+    x, y = centres[..., 0] + flow[..., 0], centres[..., 1] + flow[..., 1]
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     col = np.clip(np.floor(x).astype(np.int64), 0, w - 1)
     row = np.clip(np.floor(y).astype(np.int64), 0, h - 1)

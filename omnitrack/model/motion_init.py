@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnitrack.flow.store import FlowStore
+from omnitrack.interp import flow_targets
 from omnitrack.model.depth import resize_area
 
 MIN_FOLLOW = 64
@@ -29,8 +30,6 @@ def _still_static(store: FlowStore, mask: np.ndarray, previous: np.ndarray, i: i
     """bool [H * W]: frame i's pixels that land, through the reliable flow i -> i - 1, on a pixel of
     frame i - 1 with an independence share <= 0.5, or nowhere (outside, or no reliable flow);
     None without that flow."""
-    from omnitrack.interp import flow_targets
-
     k = store.index.get((i, i - 1))
     if k is None:
         return None
@@ -68,10 +67,10 @@ def independence(
             if k is None:
                 continue
             flow = store.get(i, j).reshape(-1, 2)
-            reliable = np.asarray(mask[k]).reshape(-1) & 1
-            good = np.nonzero(reliable)[0]
+            reliable = (np.asarray(mask[k]).reshape(-1) & 1) > 0
             if allowed is not None and np.count_nonzero(reliable & allowed) >= MIN_FOLLOW:
-                good = np.nonzero(reliable & allowed)[0]
+                reliable &= allowed
+            good = np.nonzero(reliable)[0]
             if good.size < 8:
                 continue
             pick = good[rng.integers(0, good.size, min(n, good.size))]
