@@ -312,6 +312,6 @@ def test_davis_gpu_overlay_gives_the_paper_sizes():
     assert merged["depth"] == cpu["depth"] == {"method": "motion", "motion": {"sep": 0.3}}
     assert "motion_init_sep" not in merged["nvp"] and gpu["motion_init_sep"] == 0
     assert resolve(cpu["nvp"])["num_pairs"] == cpu["nvp"]["num_pairs"]
-    # the GPU overlay computes every gap in fp32, as upstream
-    assert cpu["flow"]["gaps"] and cpu["flow"]["raft"]["precision"] == "bf16"
+    # the CPU preset takes bf16 only where the CPU has it; the GPU overlay computes every gap in fp32, as upstream
+    assert cpu["flow"]["gaps"] and cpu["flow"]["raft"]["precision"] == "auto"
     assert merged["flow"]["gaps"] is None and merged["flow"]["raft"]["precision"] == "fp32"
