@@ -42,17 +42,21 @@ def test_layers_put_the_moving_square_in_front_in_every_frame(square):
 
 
 def test_order_levels_follow_the_votes_and_fall_back_to_the_prior():
-    votes, weights = np.zeros((3, 3)), np.zeros((3, 3))
-    # layer 1 is behind the static scene (strong evidence), layer 2 has no boundary with anything
-    weights[0, 1] = weights[1, 0] = 10
-    votes[1, 0], votes[0, 1] = 5.0, -5.0
-    levels = order_levels(votes, weights, margin=0.1)
-    assert levels[1] == 0 and levels[0] == 1 and levels[2] == 2  # 2 in front of the scene by the prior
-    # a contradiction (cycle 0 < 1 < 2 < 0) keeps the two strongest votes
-    votes, weights = np.zeros((3, 3)), np.ones((3, 3))
-    for behind, front, v in ((0, 1, 0.9), (1, 2, 0.8), (2, 0, 0.3)):
+    votes, weights = np.zeros((4, 4)), np.zeros((4, 4))
+    # layer 1 is in front of the static scene, layer 3 in front of layer 1 (strong evidence), layer 2
+    # has no boundary with anything
+    for behind, front in ((0, 1), (1, 3)):
+        weights[behind, front] = weights[front, behind] = 10
+        votes[behind, front], votes[front, behind] = 5.0, -5.0
+    assert list(order_levels(votes, weights, margin=0.1)) == [0, 1, 1, 2]  # 2 in front by the prior
+    # voted behind the static scene, layer 1 shares its level; the static scene stays the farthest
+    votes[0, 1], votes[1, 0] = -5.0, 5.0
+    assert list(order_levels(votes, weights, margin=0.1)) == [0, 0, 1, 1]
+    # a contradiction (cycle 1 < 2 < 3 < 1) keeps the two strongest votes
+    votes, weights = np.zeros((4, 4)), np.ones((4, 4))
+    for behind, front, v in ((1, 2, 0.9), (2, 3, 0.8), (3, 1, 0.3)):
         votes[behind, front], votes[front, behind] = v, -v
-    assert list(order_levels(votes, weights, margin=0.1)) == [0, 1, 2]
+    assert list(order_levels(votes, weights, margin=0.1)) == [0, 1, 2, 3]
 
 
 def test_order_measure_and_the_truth_depth():

@@ -13,7 +13,7 @@ STAGE_VERSIONS = {
     "features": 1,
     "masks": 2,
     "matches": 1,
-    "depth": 2,  # 2: layers follow the static scene from frame to frame
+    "depth": 3,  # 2: layers follow the static scene from frame to frame; 3: the static scene is the farthest layer
     "track_chain": 1,
     "optimise": 4,  # 4: models hold the frame shift; coupling axes never repeat (seed 1234 unchanged)
     "track_nvp": 1,
