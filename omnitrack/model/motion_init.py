@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnitrack.flow.store import FlowStore
-from omnitrack.interp import flow_targets
+from omnitrack.interp import flow_targets, pixel_centres
 from omnitrack.model.depth import resize_area
 
 MIN_FOLLOW = 64
@@ -55,8 +55,7 @@ def independence(
     import cv2
 
     t, h, w = store.num_frames, store.height, store.width
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    grid = np.stack([xs.ravel(), ys.ravel()], 1)
+    grid = pixel_centres(h, w).reshape(-1, 2)
     votes = np.zeros((t, h * w), np.float32)
     partners = np.zeros(t, np.float32)
     n = int(cfg["motion_init_samples"])
