@@ -308,8 +308,8 @@ def test_davis_gpu_overlay_gives_the_paper_sizes():
     paper = default_config("paper")
     for key in ("num_pairs", "num_points", "steps", "plane_res", "lr_decay_steps", "match_weight_steps"):
         assert gpu[key] == paper[key], key
-    # the motion start is kept on purpose (documented): now a depth stage method, not an nvp key
-    assert merged["depth"] == cpu["depth"] == {"method": "motion", "motion": {"sep": 0.3}}
+    # the depth start is the CPU preset's (documented); the former motion start is a depth method, not an nvp key
+    assert merged["depth"] == cpu["depth"] == {"method": "layers"}
     assert "motion_init_sep" not in merged["nvp"] and gpu["motion_init_sep"] == 0
     assert resolve(cpu["nvp"])["num_pairs"] == cpu["nvp"]["num_pairs"]
     # the CPU preset takes bf16 only where the CPU has it; the GPU overlay computes every gap in fp32, as upstream
