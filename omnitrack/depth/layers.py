@@ -25,11 +25,12 @@ Output: float32 [T, H, W] in the nvp fit's depth units: the farthest layer at ``
    a moving layer voted behind it takes its level instead of lifting the whole scene nearer (on the
    DAVIS dev videos such votes came from blips of a few hundred pixels in one or two frames, which put
    the static scene of three of the four videos in front of their moving objects; BENCHMARKS.md §7d).
-   Contradictions (cycles) are resolved by keeping the strongest votes first. (``EVIDENCE = "mask"`` votes with the masks' unreliable share instead:
-   not cycle-consistent, mask bit 1 unset. On the synthetic set's DIS flows that vote came out
-   strongly reversed, -0.2 on average: the flow of the covered background follows the occluder and
-   passes the cycle test, while mixed flow at the object's own edge fails it. The label vote is weak
-   there, |mean| <= 0.13 with mixed signs, hence the margin 0.15: the prior decides; BENCHMARKS.md §7.)
+   Contradictions (cycles) are resolved by keeping the strongest votes first. (``EVIDENCE = "mask"``
+   votes with the masks' unreliable share instead: not cycle-consistent, mask bit 1 unset. On the
+   synthetic set's DIS flows that vote came out strongly reversed, -0.2 on average: the flow of the
+   covered background follows the occluder and passes the cycle test, while mixed flow at the
+   object's own edge fails it. The label vote is weak there, |mean| <= 0.13 with mixed signs, hence
+   the margin 0.15: the prior decides; BENCHMARKS.md §7.)
 4. **Depth**: level = the longest chain of layers behind a layer (0: farthest); depth =
    far - (far - near) * level / max_level. Then a temporal median through the reliable flows: frame
    t's depth is the median of its own map and the maps of frames t +- 1 .. t +- ``temporal`` sampled
@@ -173,7 +174,7 @@ def order_levels(votes: np.ndarray, weights: np.ndarray, margin: float) -> np.nd
     for a in range(n):
         for b in range(a + 1, n):
             z = votes[a, b] / weights[a, b] if weights[a, b] > 0 else 0.0
-            if a == 0:
+            if a == 0:  # in front of the static scene by the votes or the prior; voted behind it: no edge
                 if z >= -margin:
                     edges.append((max(z, 0.0), 0, b))
             elif abs(z) > margin:
