@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from omnitrack.model.coupling import couple
-from omnitrack.model.layer import CouplingLayer, _tap_dots, _tap_dots_gather
+from omnitrack.model.layer import CouplingLayer, _point_of, _tap_dots, _tap_dots_gather
 from omnitrack.model.planes import sample
 
 SIZES = [4, 12]
@@ -78,3 +78,13 @@ def test_tap_dots_sampled_product_matches_the_gather():
     rows = torch.randint(0, 300, (40, 9), generator=g).sort(1).values.int()
     grad = torch.randn(40, 16, generator=g, dtype=torch.float64)
     torch.testing.assert_close(_tap_dots(table, rows, grad), _tap_dots_gather(table, rows, grad))
+
+
+@pytest.mark.parametrize("k", [1, 5, 9, 13])
+def test_point_of_is_integer_division(k):
+    # every entry of the float32 range (up to 2^21) and the integer fallback above it
+    entries = torch.arange(2**21)
+    assert torch.equal(_point_of(entries, k), entries // k)
+    big = torch.arange(2**21 - 5, 2**21 + 5).repeat(2**21 // 10 + 1)
+    assert big.numel() > 2**21
+    assert torch.equal(_point_of(big, k), big // k)

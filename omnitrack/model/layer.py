@@ -54,32 +54,39 @@ KNOTS = torch.tensor(
 KNOT_OFFSET = torch.tensor([-FAR, 0, 0, 0, 0, FAR, 0, 0, 0, 0, 0, 0])
 
 
-def _columns(cols: list[torch.Tensor]) -> torch.Tensor:
-    """k tensors [N] -> [N, k] (column-wise copies: ~4x faster than torch.stack(cols, 1) on CPU)."""
-    out = cols[0].new_empty(cols[0].shape[0], len(cols))
-    for i, c in enumerate(cols):
-        out[:, i] = c
-    return out
-
-
-def taps(u: torch.Tensor, v: torch.Tensor, sizes: list[int], offset: int):
+def taps(u: torch.Tensor, v: torch.Tensor, sizes: list[int], offset: int, rows: torch.Tensor, w: torch.Tensor):
     """Bilinear taps of (u, v) in [-1, 1]^2 (u along columns, v along rows, align_corners=True) on the
-    levels stacked from table row ``offset``; u, v [N] -> rows (4 L tensors [N] int32, ascending: the
-    corners 00, 01, 10, 11 of each level), weights (4 L tensors [N]), and per level the fractional
-    positions (fu, fv), each [N]."""
-    rows, w, frac = [], [], []
-    for r in sizes:
+    levels stacked from table row ``offset``, written into rows [N, 4 L] (int32, ascending per point:
+    the corners 00, 01, 10, 11 of each level) and w [N, 4 L] (their weights), both usually column
+    views of the layer's [N, 1 + 4 L] tap arrays (no per-column copies); u, v [N] -> per level the
+    fractional positions (fu, fv), each [N]."""
+    frac = []
+    for lvl, r in enumerate(sizes):
         scale = (r - 1) * 0.5
         pu, pv = (u + 1) * scale, (v + 1) * scale
         iu, iv = pu.floor().clamp_(0, r - 2), pv.floor().clamp_(0, r - 2)
         fu, fv = pu - iu, pv - iv
         gu, gv = 1 - fu, 1 - fv
-        base = iv.int() * r + iu.int() + offset
-        rows += [base, base + 1, base + r, base + r + 1]
-        w += [gv * gu, gv * fu, fv * gu, fv * fu]
+        c = 4 * lvl
+        rows[:, c] = torch.add(iu, iv, alpha=r).add_(offset)  # exact in float below 2^24 rows
+        torch.add(rows[:, c], 1, out=rows[:, c + 1])
+        torch.add(rows[:, c], r, out=rows[:, c + 2])
+        torch.add(rows[:, c], r + 1, out=rows[:, c + 3])
+        for k, (a, b) in enumerate(((gv, gu), (gv, fu), (fv, gu), (fv, fu))):
+            torch.mul(a, b, out=w[:, c + k])
         frac.append((fu, fv))
         offset += r * r
-    return rows, w, frac
+    return frac
+
+
+def _point_of(entries: torch.Tensor, k: int) -> torch.Tensor:
+    """entries // k for the int64 entries in [0, numel) of a point-major [N, k] array (the point of
+    each (point, tap) entry): below 2^21 by a float32 product, exact there for every k (the product's
+    rounding error is at most 1/4 of the 1/(2k) margin; tests/test_model_layer.py checks all
+    entries) and 3x faster than integer division on CPU."""
+    if entries.numel() > 2**21:
+        return entries // k
+    return entries.to(torch.float32).add_(0.5).mul_(1.0 / k).to(torch.int64)
 
 
 def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -95,7 +102,7 @@ def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
         pattern = torch.sparse_csr_tensor(
-            crow, rows.view(-1), g.new_zeros(n * k), size=(n, table.shape[0]), check_invariants=False
+            crow, rows.reshape(-1), g.new_zeros(n * k), size=(n, table.shape[0]), check_invariants=False
         )
     return torch.sparse.sampled_addmm(pattern, g, table.t(), beta=0.0).values().view(n, k)
 
@@ -127,10 +134,12 @@ class CouplingLayer(torch.autograd.Function):
         shape = q.shape
         q, u, v = q.reshape(-1), torch.tanh(a.reshape(-1)), torch.tanh(b.reshape(-1))
         n_frames = table.shape[0] - sum(r * r for r in sizes)
-        rows, w, frac = taps(u, v, sizes, n_frames)
-        # the time row of each point's frame is one more tap, of weight 1
-        frame_rows = frames.to(torch.int32).repeat_interleave(shape[1])
-        rows, w = _columns([frame_rows, *rows]), _columns([torch.ones_like(u), *w])
+        # tap 0: the time row of each point's frame, of weight 1; then 4 corners per level
+        rows = torch.empty(q.shape[0], 1 + 4 * len(sizes), dtype=torch.int32, device=q.device)
+        w = torch.empty(rows.shape, dtype=q.dtype, device=q.device)
+        rows[:, 0] = frames.to(torch.int32).repeat_interleave(shape[1])
+        w[:, 0] = 1
+        frac = taps(u, v, sizes, n_frames, rows[:, 1:], w[:, 1:])
         h1 = F.leaky_relu_(F.embedding_bag(rows, table, per_sample_weights=w, mode="sum"), NEG_SLOPE)
         acts = [h1.t()]  # inputs of the tail layers [H, N]; the first a view of [N, H1]
         for i in range(0, len(tail), 2):
@@ -191,7 +200,11 @@ class CouplingLayer(torch.autograd.Function):
             counts = torch.bincount(flat, minlength=table.shape[0])
             starts = torch.cumsum(counts, 0) - counts
             grad_table = F.embedding_bag(
-                order // rows.shape[1], dh1, starts, mode="sum", per_sample_weights=w.view(-1).index_select(0, order)
+                _point_of(order, rows.shape[1]),
+                dh1,
+                starts,
+                mode="sum",
+                per_sample_weights=w.view(-1).index_select(0, order),
             )
         # d h1 / du . dh1 and d h1 / dv . dh1 from the corners' dot products with dh1
         dots = _tap_dots(table, rows, dh1)[:, 1:]  # (column 0 is the time row)
