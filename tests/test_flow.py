@@ -54,6 +54,28 @@ def test_raft_sintel_recovers_subpixel_translation(sintel, precision):
     assert not torch.is_autocast_enabled("cpu")  # autocast is confined to the network's calls
 
 
+def test_raft_bf16_on_cpu_runs_a_channels_last_bf16_copy(small_weights, monkeypatch):
+    """The bf16 CPU path's prepared copy (channels-last, bf16 convolution weights) gives the flows of
+    the model as loaded under autocast, and leaves the caller's model as it was."""
+    import omnitrack.flow.raft as raft
+
+    model = load_raft(small_weights, small=True)
+    frames = np.stack([moving_texture(64, seed=2), moving_texture(64, SHIFT, seed=2)])
+    pairs = [(0, 1), (1, 0)]
+    prepared = dict(raft_pair_flows(model, frames, pairs, iters=4, batch_size=2, precision="bf16"))
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
+    copy, layout = raft._for_cpu_bf16(model)
+    convs = [m for m in copy.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert layout == torch.channels_last and convs
+    assert all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs if m.kernel_size != (1, 1))
+    monkeypatch.setattr(raft, "_for_cpu_bf16", lambda m: (m, torch.contiguous_format))
+    as_loaded = dict(raft_pair_flows(model, frames, pairs, iters=4, batch_size=2, precision="bf16"))
+    for k in prepared:
+        np.testing.assert_allclose(prepared[k], as_loaded[k], atol=2e-2)
+    assert np.abs(prepared[0] - prepared[1]).max() > 1  # (the two directions differ: a real comparison)
+
+
 def test_raft_precision_is_checked(small_weights):
     with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
         next(

@@ -12,6 +12,7 @@ flow is upsampled only after the last iteration (torchvision upsamples after eve
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -219,6 +220,21 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
     return upsample_flow(coords1 - coords0, up_mask=up_mask)
 
 
+def _for_cpu_bf16(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory_format]:
+    """A copy of ``model`` for bfloat16 autocast on CPU, and the memory format of its inputs:
+    channels-last, with the convolutions' weights and biases stored in bfloat16. oneDNN runs
+    bfloat16 convolutions channels-last, so an NCHW model has every input converted, and autocast
+    casts every weight at every call; here both happen once. The same flows to the bit on an AMX
+    CPU, 12% faster (BENCHMARKS.md §4)."""
+    model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            for p in (m.weight, m.bias):
+                if p is not None:
+                    p.data = p.data.to(torch.bfloat16)
+    return model, torch.channels_last
+
+
 @torch.no_grad()
 def raft_pair_flows(
     model,
@@ -244,6 +260,9 @@ def raft_pair_flows(
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = torch.device(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    layout = torch.contiguous_format
+    if precision == "bf16" and device.type == "cpu":
+        model, layout = _for_cpu_bf16(model)
     h, w = frames.shape[1:3]
     pairs = [tuple(map(int, p)) for p in pairs]
     last_use = {}
@@ -254,7 +273,7 @@ def raft_pair_flows(
         batch = pairs[start : start + batch_size]
         with autocast:
             for f in sorted({f for p in batch for f in p} - set(cache)):
-                cache[f] = _Encoded(model, to_input(frames[f : f + 1]).to(device))
+                cache[f] = _Encoded(model, to_input(frames[f : f + 1]).to(device, memory_format=layout))
             up = refine(model, [cache[i] for i, _ in batch], [cache[j] for _, j in batch], iters)
         flows = up[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
         for n, flow in enumerate(flows):
