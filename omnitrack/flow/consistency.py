@@ -125,24 +125,26 @@ class _Features:
 
     def _corners(self, xy: np.ndarray):
         """Cells (row-major, the first the 2x2 block's top-left) and bilinear weights of points xy [N, 2]
-        (pixels; border replicated, as ``omnitrack.interp.bilinear``) -> (int64 [N, 4], float32 [N, 4])."""
+        (pixels; border replicated, as ``omnitrack.interp.bilinear``) -> (int64 [4, N], float32 [4, N]), one
+        contiguous row per corner."""
         import torch
 
         w = self.grid[1]
         (y0, x0, y1, x1), (fx, fy) = bilinear_corners(xy / self.cell, *self.grid)
-        idx = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
-        wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], 1).astype(np.float32)
+        idx = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])
+        wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]).astype(np.float32)
         return torch.from_numpy(idx), torch.from_numpy(wts)
 
     def _dots(self, i: int, j: int, idx_a, w_a, idx_b, w_b):
         """[N]: dot products of frame i's samples (cells idx_a, weights w_a) with frame j's (idx_b, w_b)."""
         import torch
 
+        n = idx_a.shape[1]
         if not self._gram_max:  # interpolate, in chunks that keep the [n, 4, C] gathers small
-            out = torch.empty(len(idx_a))
-            for s in range(0, len(idx_a), 16384):
-                a = (self.desc[i][idx_a[s : s + 16384]] * w_a[s : s + 16384, :, None]).sum(1)
-                b = (self.desc[j][idx_b[s : s + 16384]] * w_b[s : s + 16384, :, None]).sum(1)
+            out = torch.empty(n)
+            for s in range(0, n, 16384):
+                a = (self.desc[i][idx_a[:, s : s + 16384].t()] * w_a[:, s : s + 16384].t()[:, :, None]).sum(1)
+                b = (self.desc[j][idx_b[:, s : s + 16384].t()] * w_b[:, s : s + 16384].t()[:, :, None]).sum(1)
                 out[s : s + 16384] = (a * b).sum(1)
             return out
         key = (i, j)
@@ -151,20 +153,18 @@ class _Features:
                 del self._gram[next(iter(self._gram))]
             self._gram[key] = (self.desc[i] @ self.desc[j].T).reshape(-1)
         gram, m = self._gram[key], self.desc.shape[1]
-        # corners as contiguous rows [4, N], and take: together 1.6x faster than columns and indexing
-        rows_a, cols_b = (idx_a * m).t().contiguous(), idx_b.t().contiguous()
-        w_a, w_b = w_a.t().contiguous(), w_b.t().contiguous()
-        out = torch.zeros(len(idx_a))
+        rows_a = idx_a * m
+        out = torch.zeros(n)
         for a in range(4):
             for b in range(4):
-                out += gram.take(rows_a[a] + cols_b[b]) * (w_a[a] * w_b[b])
+                # (contiguous corner rows and take: together 1.8x faster than [N, 4] columns and indexing)
+                out += gram.take(rows_a[a] + idx_b[b]) * (w_a[a] * w_b[b])
         return out
 
     def _norms(self, t: int, idx, wts):
         """[N]: norms of frame t's samples (cells idx, weights wts from ``_corners``)."""
-        sq = (
-            self._block_gram[t].index_select(0, idx[:, 0]) * (wts[:, :, None] * wts[:, None]).reshape(len(wts), 16)
-        ).sum(1)
+        pairs = (wts[:, None] * wts[None]).reshape(16, -1).t()  # [N, 16]: corner a's weight times corner b's
+        sq = (self._block_gram[t].index_select(0, idx[0]) * pairs).sum(1)
         return sq.clamp_min_(0).sqrt_()
 
     def cosine(self, i: int, flat: np.ndarray, j: int, xy_j: np.ndarray) -> np.ndarray:
@@ -175,7 +175,7 @@ class _Features:
         if self._source[0] != i:
             self._source = (i, self._norms(i, self.centre_idx, self.centre_w))
         idx = torch.from_numpy(np.asarray(flat, np.int64))
-        a, wa = self.centre_idx.index_select(0, idx), self.centre_w.index_select(0, idx)
+        a, wa = self.centre_idx.index_select(1, idx), self.centre_w.index_select(1, idx)
         b, wb = self._corners(np.asarray(xy_j, np.float64))
         norms = (self._source[1].take(idx) * self._norms(j, b, wb)).clamp_min(1e-12)
         return (self._dots(i, j, a, wa, b, wb) / norms).numpy()
