@@ -66,3 +66,18 @@ def flow_targets(flow: np.ndarray):
     col = np.clip(np.floor(x).astype(np.int64), 0, w - 1)
     row = np.clip(np.floor(y).astype(np.int64), 0, h - 1)
     return row, col, inside
+
+
+def resize_area(depth: np.ndarray, h: int, w: int) -> np.ndarray:
+    """depth [T, H, W] -> [T, h, w]: each cell is the mean of the pixels it covers (area weighted).
+
+    Upstream takes the pixel under each cell's centre, which is the same on a smooth depth map but
+    aliases a start that varies from pixel to pixel (the motion start's per-pixel votes): on DAVIS the
+    centre pixel cost nvp .03-.06 AJ on dog and motocross-jump (BENCHMARKS.md §5c).
+    """
+    import cv2
+
+    depth = np.asarray(depth, np.float32)
+    if depth.shape[1:] == (h, w):
+        return np.ascontiguousarray(depth)
+    return np.stack([cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA) for d in depth]).astype(np.float32)

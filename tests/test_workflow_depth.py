@@ -46,7 +46,7 @@ def test_depth_anything_runs_end_to_end_and_feeds_the_fit(da_run):
     # (the averaging itself: tests/test_model_inputs.py)
     import torch
 
-    from omnitrack.model.depth import resize_area
+    from omnitrack.interp import resize_area
 
     ck = torch.load(da_run / "results/synthetic/models/synth_000.pt", weights_only=False)
     init = ck["scene"]["depth.initial"].numpy()

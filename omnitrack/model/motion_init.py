@@ -20,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from omnitrack.flow.store import FlowStore
-from omnitrack.interp import flow_targets, pixel_centres
-from omnitrack.model.depth import resize_area
+from omnitrack.interp import flow_targets, pixel_centres, resize_area
 
 MIN_FOLLOW = 64
 

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from omnitrack.errors import OmnitrackError
+from omnitrack.interp import resize_area
 from omnitrack.model.checkpoint import check_identity, partial_path, read_checkpoint, write_checkpoint
 from omnitrack.model.config import device_of, resolve, same_training
-from omnitrack.model.depth import map_size, resize_area
+from omnitrack.model.depth import map_size
 from omnitrack.model.inputs import identity, load_depth, load_masks, load_matches, load_video
 from omnitrack.model.losses import flow_losses, map_batches, match_losses, match_weight
 from omnitrack.model.motion_init import motion_depth
