@@ -225,7 +225,7 @@ def _for_cpu_bf16(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory
     channels-last, with the convolutions' weights and biases stored in bfloat16. oneDNN runs
     bfloat16 convolutions channels-last, so an NCHW model has every input converted, and autocast
     casts every weight at every call; here both happen once. The same flows to the bit on an AMX
-    CPU, 12% faster (BENCHMARKS.md §4)."""
+    CPU, 12% faster (BENCHMARKS.md §5i)."""
     model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     for m in model.modules():
         if isinstance(m, torch.nn.Conv2d):

@@ -102,7 +102,7 @@ def _tap_dots(table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> torch
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
         pattern = torch.sparse_csr_tensor(
-            crow, rows.reshape(-1), g.new_zeros(n * k), size=(n, table.shape[0]), check_invariants=False
+            crow, rows.view(-1), g.new_zeros(n * k), size=(n, table.shape[0]), check_invariants=False
         )
     return torch.sparse.sampled_addmm(pattern, g, table.t(), beta=0.0).values().view(n, k)
 
