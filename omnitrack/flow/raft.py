@@ -210,7 +210,8 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
     model.corr_block.build_pyramid(fmap1, fmap2)
     b, _, h, w = fmap1.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=fmap1.device), torch.arange(w, device=fmap1.device), indexing="ij")
-    coords0 = torch.stack([xs, ys]).float()[None].expand(b, -1, -1, -1)
+    # (in the encodings' memory format, so the update block's inputs are not converted at every call)
+    coords0 = torch.stack([xs, ys]).float()[None].expand(b, -1, -1, -1).contiguous(memory_format=_layout(fmap1))
     coords1 = coords0
     for _ in range(iters):
         corr = model.corr_block.index_pyramid(centroids_coords=coords1)
@@ -218,6 +219,12 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
         coords1 = coords1 + delta
     up_mask = None if model.mask_predictor is None else model.mask_predictor(hidden)
     return upsample_flow(coords1 - coords0, up_mask=up_mask)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if the 4-D tensor ``x`` is stored so (and not also contiguous), else contiguous."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
 
 
 def _for_cpu_bf16(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory_format]:
