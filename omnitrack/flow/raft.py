@@ -197,8 +197,15 @@ class _Encoded:
 
 
 @torch.no_grad()
-def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) -> torch.Tensor:
-    """RAFT's update loop for a batch of pairs (src[b] -> dst[b]), as torchvision's ``RAFT.forward``.
+def refine(
+    model,
+    src: Sequence[_Encoded],
+    dst: Sequence[_Encoded],
+    iters: int,
+    layout: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """RAFT's update loop for a batch of pairs (src[b] -> dst[b]), as torchvision's ``RAFT.forward``;
+    ``layout``: the memory format the model and encodings are in (channels-last on the bf16 CPU path).
 
     Returns the flow [B, 2, H', W'] at the padded input resolution. No warm start (upstream starts
     i->j from i->j-1): errors of long gaps propagate along the sweep, so it does not pay (BENCHMARKS.md §4).
@@ -210,8 +217,8 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
     model.corr_block.build_pyramid(fmap1, fmap2)
     b, _, h, w = fmap1.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=fmap1.device), torch.arange(w, device=fmap1.device), indexing="ij")
-    # (in the encodings' memory format, so the update block's inputs are not converted at every call)
-    coords0 = torch.stack([xs, ys]).float()[None].expand(b, -1, -1, -1).contiguous(memory_format=_layout(fmap1))
+    # (in the encodings' layout, so the update block's inputs are not converted at every convolution)
+    coords0 = torch.stack([xs, ys]).float()[None].expand(b, -1, -1, -1).contiguous(memory_format=layout)
     coords1 = coords0
     for _ in range(iters):
         corr = model.corr_block.index_pyramid(centroids_coords=coords1)
@@ -219,12 +226,6 @@ def refine(model, src: Sequence[_Encoded], dst: Sequence[_Encoded], iters: int) 
         coords1 = coords1 + delta
     up_mask = None if model.mask_predictor is None else model.mask_predictor(hidden)
     return upsample_flow(coords1 - coords0, up_mask=up_mask)
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    """channels_last if the 4-D tensor ``x`` is stored so (and not also contiguous), else contiguous."""
-    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if cl else torch.contiguous_format
 
 
 def _for_cpu_bf16(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.memory_format]:
@@ -281,7 +282,7 @@ def raft_pair_flows(
         with autocast:
             for f in sorted({f for p in batch for f in p} - set(cache)):
                 cache[f] = _Encoded(model, to_input(frames[f : f + 1]).to(device, memory_format=layout))
-            up = refine(model, [cache[i] for i, _ in batch], [cache[j] for _, j in batch], iters)
+            up = refine(model, [cache[i] for i, _ in batch], [cache[j] for _, j in batch], iters, layout)
         flows = up[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
         for n, flow in enumerate(flows):
             yield start + n, flow
