@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -50,10 +48,7 @@ def stage_log(path: str | Path | None, stage: str) -> Iterator[logging.Logger]:
 
 
 def configure_threads(threads: int) -> None:
-    """Use the rule's thread count for torch's intra-op pool: at once if torch is loaded, else through
-    OMP_NUM_THREADS, which torch reads when it is first imported (so a stage that needs no torch, such as
-    the layers depth, does not pay its 1.3 s import)."""
-    n = max(1, int(threads))
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    """Use the rule's thread count for torch's intra-op pool (Snakemake sets OMP_NUM_THREADS too)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
